@@ -1,0 +1,1 @@
+"""Small shims for the pinned dependency stack (see constraints.txt)."""

@@ -1,0 +1,80 @@
+"""The ``unmask`` command line.
+
+Each subcommand lives in ``unmask/commands/<name>.py`` and exposes two functions:
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only for the command that
+runs, so ``unmask --help`` is instant and one command's heavy imports (torch, dlib) never slow another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module under unmask.commands, one-line help). Order is the order shown in --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "run the main job on the embedded default face (no dataset needed)"),
+    "prepare": ("prepare", "turn a benchmark's videos into face crops + landmarks (sharded, resumable)"),
+    "inspect": ("inspect", "render prepared frames with boxes and landmarks to a PNG"),
+    "synth": ("synth", "gallery of pseudo-fakes (real | mask | fake) for a synthesis recipe"),
+    "train": ("train", "train a detector with one of the registered methods from a YAML config"),
+    "evaluate": ("evaluate", "score a checkpoint on prepared data: metrics, tables, ROC"),
+    "protocol": ("protocol", "run a paper's evaluation protocol (cross-dataset, cross-manipulation, robustness)"),
+    "detect": ("detect", "fake probability (and heat maps) for your own images and videos"),
+    "export": ("export", "export a checkpoint to ONNX and check it against torch"),
+}
+
+
+class CommandError(Exception):
+    """An expected failure a command reports as one line (bad input, missing file)."""
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    lines = "\n".join(f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items())
+    return argparse.ArgumentParser(
+        prog="unmask",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="unmask: generalizable face-forgery (deepfake) detection.",
+        epilog=f"commands:\n{lines}\n\nRun `unmask <command> --help` for a command's options.",
+        usage="unmask [-h] [--version] <command> [options]",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    top.add_argument("--version", action="store_true", help="print the version and exit")
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0
+    if argv[0] == "--version":
+        from unmask import __version__
+
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        top.print_usage(sys.stderr)
+        print(f"unmask: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module_name, help_ = COMMANDS[name]
+    module = importlib.import_module(f"unmask.commands.{module_name}")
+    parser = argparse.ArgumentParser(
+        prog=f"unmask {name}",
+        description=(module.__doc__ or help_).strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except CommandError as exc:
+        print(f"unmask {name}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"unmask {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

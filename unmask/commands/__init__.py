@@ -1,0 +1,1 @@
+"""Subcommands of the unmask CLI: one module each, with add_arguments(parser) and run(args)."""
