@@ -66,9 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     module.add_arguments(parser)
     args = parser.parse_args(rest)
+    from unmask.errors import UnmaskError
+
     try:
         return int(module.run(args) or 0)
-    except CommandError as exc:
+    except (CommandError, UnmaskError) as exc:
         print(f"unmask {name}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
