@@ -1,0 +1,204 @@
+"""Training pairs per second per core for the synthesis recipes, and where the time goes.
+
+    .venv/bin/python benchmarks/synthesis_speed.py                      # FF++ sample if present, else astronaut
+    .venv/bin/python benchmarks/synthesis_speed.py --store prepared/ffpp --recipes sbi bbmg --sizes 380 256
+
+Runs on ONE core (OpenCV and torch limited to one thread), which is what a DataLoader worker gets.
+For each recipe and size it prints:
+
+* ``synth``  -- ``Synthesizer.synth`` alone on an already cropped, resized face;
+* ``pair``   -- a whole ``PairDataset`` item from a decoded crop in memory: random-margin window, resize,
+  synthesis, flip, final colour/JPEG augmentations of both images, float tensors;
+* ``pair+png`` -- the same plus decoding the stored PNG crop (what training pays per item);
+
+then a cProfile split of ``pair+png`` by stage. Target (docs/synthesis.md): >= 100 pairs/s per core at 380 px.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+FFPP = REPO.parent / "shared" / "data" / "ffpp_sample"
+
+
+def _single_core() -> None:
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def faces_from_store(root: str, limit: int) -> list:
+    from unmask.data.store import PreparedStore
+
+    faces = PreparedStore(root).faces(split="train", labels=[0]) or PreparedStore(root).faces(labels=[0])
+    idx = np.linspace(0, len(faces) - 1, min(limit, len(faces))).round().astype(int)
+    return [faces[i] for i in idx]
+
+
+def faces_from_videos(root: Path, out: Path, per_video: int = 2) -> list:
+    """Crop faces from the FF++ sample's original videos with the same code ``unmask prepare`` uses."""
+    from unmask.data.crops import storage_crop
+    from unmask.data.faces import build_face_detector
+    from unmask.data.media import sample_video_frames
+    from unmask.data.records import FaceRecord
+    from unmask.io import atomic_save_png
+
+    det = build_face_detector("dlib_hog")
+    recs = []
+    for video in sorted((root / "original_sequences" / "youtube" / "c40" / "videos").glob("*.mp4")):
+        for idx, rgb in sample_video_frames(video, per_video).frames:
+            found = det.detect(rgb)
+            if not found:
+                continue
+            f = found[0]
+            sc = storage_crop(rgb, f.box, f.landmarks81)
+            path = out / f"{video.stem}_{idx:06d}.png"
+            atomic_save_png(path, sc.image)
+            recs.append(FaceRecord(item_key=video.stem, dataset="ffpp", video_id=video.stem, label=0, method="real",
+                                   split="train", frame_index=idx, face_index=0, crop_path=str(path), box=sc.box,
+                                   landmarks=sc.landmarks, score=f.score, frame_box=f.box, crop_origin=sc.origin,
+                                   identity=video.stem))
+    return recs
+
+
+def faces_from_astronaut(out: Path) -> list:
+    from skimage import data
+
+    from unmask.data.crops import storage_crop
+    from unmask.data.faces import build_face_detector
+    from unmask.data.records import FaceRecord
+    from unmask.io import atomic_save_png
+
+    frame = np.ascontiguousarray(data.astronaut())
+    f = build_face_detector("dlib_hog").detect(frame)[0]
+    sc = storage_crop(frame, f.box, f.landmarks81)
+    path = out / "astronaut.png"
+    atomic_save_png(path, sc.image)
+    return [FaceRecord(item_key="astronaut", dataset="embedded", video_id="astronaut", label=0, method="real",
+                       split="train", frame_index=0, face_index=0, crop_path=str(path), box=sc.box,
+                       landmarks=sc.landmarks, score=f.score, frame_box=f.box, crop_origin=sc.origin)]
+
+
+def rate(fn, n: int) -> tuple[float, float]:
+    """(items per wall-clock second, items per CPU second of this process) -- the second is the per-core
+    figure and is robust to other processes sharing the machine."""
+    fn(0)  # warm-up (imports, first-call allocations)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in range(n):
+        fn(i + 1)
+    return n / (time.perf_counter() - t0), n / (time.process_time() - c0)
+
+
+STAGES = [  # (label, function name as cProfile records it, module substring)
+    ("decode PNG", "load_rgb", "store.py"),
+    ("margin crop", "margin_crop", "crops.py"),
+    ("resize to size", "resize_square", "pair_dataset.py"),
+    ("  landmark checks", "check_landmarks", "landmarks.py"),
+    ("  mask: draw + warp + elastic", "generate_raw_mask", "masks.py"),
+    ("  mask: blur", "boundary_blur", "blur.py"),
+    ("  source/target colour+freq", "source_target_random", "transforms.py"),
+    ("  source affine warp", "warp_affine", "transforms.py"),
+    ("  blend", "blend", "blend.py"),
+    ("synthesis (total)", "synth", "recipes.py"),
+    ("final aug (colour + JPEG)", "final_augment", "pair_dataset.py"),
+    ("to float tensors", "_to_tensor", "pair_dataset.py"),
+]
+
+
+def profile_split(fn, n: int) -> list[tuple[str, float]]:
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(n):
+        fn(i)
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in stats.values())  # total of tottime = wall of the profiled code
+    rows = []
+    for label, name, mod in STAGES:
+        cum = sum(v[3] for (f, _, fname), v in stats.items() if fname == name and mod in f)
+        rows.append((label, 1000.0 * cum / n))
+    rows.append(("TOTAL per pair", 1000.0 * total / n))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", help="prepared store (default: faces cropped from the FF++ sample, else astronaut)")
+    ap.add_argument("--recipes", nargs="+", default=["sbi", "bbmg"])
+    ap.add_argument("--sizes", nargs="+", type=int, default=[380, 256])
+    ap.add_argument("--n", type=int, default=200, help="pairs per measurement (default 200)")
+    ap.add_argument("--faces", type=int, default=40, help="faces to cycle through (default 40)")
+    args = ap.parse_args(argv)
+
+    _single_core()
+    from unmask.data.store import load_rgb
+    from unmask.synthesis import build_synthesizer
+    from unmask.synthesis.pair_dataset import PairDataset, resize_square
+    from unmask.data.crops import margin_crop
+
+    tmp = tempfile.TemporaryDirectory(prefix="unmask-synth-bench-")
+    out = Path(tmp.name)
+    if args.store:
+        faces, source = faces_from_store(args.store, args.faces), f"store {args.store}"
+    elif (FFPP / "original_sequences").is_dir():
+        faces, source = faces_from_videos(FFPP, out), "FF++ c40 sample originals (2 frames per video)"
+    else:
+        faces, source = faces_from_astronaut(out), "embedded astronaut"
+    if not faces:
+        print("no faces to benchmark", file=sys.stderr)
+        return 1
+    decoded = {f.crop_path: load_rgb(f.crop_path) for f in faces}
+    shapes = np.array([img.shape[:2] for img in decoded.values()])
+    print(f"faces: {len(faces)} from {source}; stored crop sizes {shapes.min(0).tolist()}..{shapes.max(0).tolist()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"one core: cv2 threads = 1, torch threads = 1; {args.n} pairs per figure; "
+          f"{os.cpu_count()} CPUs, load average {load:.1f}\n")
+    print("pairs per second on one core: CPU-time rate (wall-clock rate in brackets; lower when the machine is shared)")
+    print(f"{'recipe':<8} {'size':>5} {'synth':>14} {'pair':>14} {'pair+png':>14}")
+    profiles = {}
+    batch_s: dict[tuple[str, int], float] = {}
+    for recipe in args.recipes:
+        for size in args.sizes:
+            synth = build_synthesizer(recipe)
+            ds_mem = PairDataset(faces, synth, image_size=size, seed=0, augment=True,
+                                 loader=lambda r: decoded[r.crop_path])
+            ds_png = PairDataset(faces, synth, image_size=size, seed=0, augment=True)
+            # Pre-cut windows for the synth-only figure.
+            crops = []
+            for k, f in enumerate(faces):
+                mc = margin_crop(decoded[f.crop_path], f.box, f.landmarks, (0.04, 0.20), rng=k)
+                h, w = mc.image.shape[:2]
+                crops.append((resize_square(mc.image, size), mc.landmarks * np.array([size / w, size / h], np.float32)))
+            r_synth = rate(lambda i: synth.synth(*crops[i % len(crops)], i), args.n)
+            r_pair = rate(lambda i: ds_mem[i % len(ds_mem)], args.n)
+            r_png = rate(lambda i: ds_png[i % len(ds_png)], args.n)
+            cells = "".join(f"{c:>7.0f} ({w:>4.0f})" for w, c in (r_synth, r_pair, r_png))
+            print(f"{recipe:<8} {size:>5} {cells}")
+            batch_s[(recipe, size)] = 16.0 / r_png[1]
+            profiles[(recipe, size)] = profile_split(lambda i: ds_png[i % len(ds_png)], args.n)
+    print("\nA batch of 16 pairs (32 images) costs one loader worker (one core), PNG decode included:")
+    for (recipe, size), sec in batch_s.items():
+        print(f"  {recipe:<8} {size:>4} px: {1000 * sec:6.0f} ms -> with W workers the loop never waits if a "
+              f"training step takes >= {1000 * sec:.0f}/W ms (W=4: {250 * sec:.0f} ms, W=8: {125 * sec:.0f} ms)")
+    for (recipe, size), rows in profiles.items():
+        print(f"\nprofile: {recipe} at {size} px, ms per pair (cProfile, inflates Python-heavy steps)")
+        for label, ms in rows:
+            print(f"  {label:<32} {ms:7.2f}")
+    tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Face detection + landmarks (real dlib models) and the 81-point construction."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from unmask.data.faces import FACE_DETECTORS, Face, build_face_detector, landmarks_81, sort_faces
+from unmask.errors import UnmaskError
+
+# Where the astronaut's face is (found by eye on skimage.data.astronaut(): forehead to chin, ear to ear).
+ASTRONAUT_FACE = (170, 70, 280, 185)
+
+
+@pytest.fixture(scope="module")
+def hog():
+    return build_face_detector("dlib_hog")
+
+
+@pytest.fixture(scope="module")
+def astronaut_face(hog, astronaut_rgb) -> Face:
+    faces = hog.detect(astronaut_rgb)
+    assert len(faces) == 1
+    return faces[0]
+
+
+def _inside(points: np.ndarray, box, slack: float = 0.0) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    return ((points[:, 0] >= x0 - slack * w) & (points[:, 0] <= x1 + slack * w)
+            & (points[:, 1] >= y0 - slack * h) & (points[:, 1] <= y1 + slack * h))
+
+
+@pytest.mark.parametrize("name", sorted(FACE_DETECTORS))
+def test_every_registered_detector_finds_the_astronaut(name, astronaut_rgb):
+    det = build_face_detector(name)
+    faces = det.detect(astronaut_rgb)
+    assert len(faces) == 1, f"{name} found {len(faces)} faces"
+    f = faces[0]
+    assert f.box.shape == (4,) and f.landmarks68.shape == (68, 2) and f.landmarks81.shape == (81, 2)
+    assert f.landmarks68.dtype == np.float32
+    # The box centre lies in the known face region and the box is face-sized.
+    cx, cy = (f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2
+    fx0, fy0, fx1, fy1 = ASTRONAUT_FACE
+    assert fx0 < cx < fx1 and fy0 < cy < fy1
+    assert 50 < f.box[2] - f.box[0] < 160
+    assert _inside(f.landmarks68, ASTRONAUT_FACE).all()
+
+
+def test_landmarks_are_anatomically_ordered(astronaut_face):
+    lm = astronaut_face.landmarks68
+    eyes_y = lm[36:48, 1].mean()
+    assert lm[17:27, 1].mean() < eyes_y < lm[30, 1] < lm[48:68, 1].mean() < lm[8, 1]  # brows, eyes, nose, mouth, chin
+    assert lm[36:42, 0].mean() < lm[42:48, 0].mean()  # image-left eye first (dlib order)
+
+
+def test_landmarks_fall_inside_their_boxes(hog, ffpp_root):
+    """Every detected face on real FF++ frames: landmarks inside the box (HOG boxes are tight: allow 30%)."""
+    from unmask.data.media import sample_video_frames
+
+    videos = sorted((ffpp_root / "original_sequences" / "youtube" / "c40" / "videos").glob("*.mp4"))[:3]
+    n_faces = 0
+    for v in videos:
+        for _, rgb in sample_video_frames(v, 3).frames:
+            for f in hog.detect(rgb):
+                n_faces += 1
+                assert _inside(f.landmarks68, f.box, slack=0.3).all()
+                assert _inside(f.landmarks68, f.box).mean() > 0.6
+                h, w = rgb.shape[:2]
+                assert (f.box >= 0).all() and f.box[2] <= w and f.box[3] <= h
+    assert n_faces >= 7  # 3 videos x 3 frames, one face each, a miss or two tolerated
+
+
+def test_faces_sorted_by_size(hog, astronaut_rgb):
+    """Two faces in one frame (the astronaut twice, the second at 1.6x): the larger comes first."""
+    face = astronaut_rgb[40:220, 130:320]
+    big = cv2.resize(face, None, fx=1.6, fy=1.6, interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((big.shape[0] + 40, face.shape[1] + big.shape[1] + 60, 3), 128, np.uint8)
+    canvas[20:20 + face.shape[0], 20:20 + face.shape[1]] = face
+    canvas[20:20 + big.shape[0], 40 + face.shape[1]:40 + face.shape[1] + big.shape[1]] = big
+    faces = hog.detect(canvas)
+    assert len(faces) == 2
+    assert faces[0].area > faces[1].area
+    assert faces[0].box[0] > faces[1].box[0]  # the big copy is on the right
+    assert [f.area for f in sort_faces(list(reversed(faces)))] == [f.area for f in faces]
+
+
+def _face(side: float, score: float) -> Face:
+    return Face(box=np.array([0, 0, side, side], np.float32), score=score, landmarks68=np.zeros((68, 2), np.float32))
+
+
+def test_weak_detections_rank_after_confident_ones():
+    big_weak, small_sure, mid_sure = _face(200, 0.01), _face(50, 1.0), _face(80, 0.3)
+    assert sort_faces([big_weak, small_sure, mid_sure]) == [mid_sure, small_sure, big_weak]
+    small_weak = _face(40, 0.05)
+    assert sort_faces([small_weak, big_weak]) == [big_weak, small_weak]  # only weak ones: by size
+
+
+def test_detects_small_face_in_large_frame_via_fallback(hog, astronaut_rgb):
+    """A 90 px face in a 2400 px frame is ~24 px at the 640 px detection scale: the full-size retry finds it."""
+    canvas = np.full((1800, 2400, 3), 90, np.uint8)
+    canvas[900:1412, 1500:2012] = astronaut_rgb
+    faces = hog.detect(canvas)
+    assert len(faces) >= 1
+    cx = (faces[0].box[0] + faces[0].box[2]) / 2
+    assert 1500 + 170 < cx < 1500 + 280
+    assert hog.stats["retries"] >= 1
+
+
+def test_no_face_in_blank_and_noise(hog):
+    rng = np.random.default_rng(0)
+    assert hog.detect(np.zeros((240, 320, 3), np.uint8)) == []
+    assert hog.detect(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)) == []
+
+
+def test_unknown_detector_is_a_one_line_error():
+    with pytest.raises(UnmaskError, match="unknown face detector"):
+        build_face_detector("nope")
+
+
+def test_detect_rejects_non_rgb(hog):
+    with pytest.raises(ValueError):
+        hog.detect(np.zeros((10, 10), np.uint8))
+
+
+def test_models_located_without_importing_face_recognition_models():
+    code = (
+        "import sys; from unmask.data.faces import build_face_detector, dlib_model_path; "
+        "build_face_detector('dlib_hog'); "
+        "assert dlib_model_path().name == 'shape_predictor_68_face_landmarks.dat'; "
+        "assert 'face_recognition_models' not in sys.modules; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+# --- the 81-point construction ----------------------------------------------------------------------
+
+
+def test_landmarks81_keeps_68_and_adds_13_forehead_points(astronaut_face):
+    lm68 = astronaut_face.landmarks68
+    lm81 = landmarks_81(lm68)
+    assert lm81.shape == (81, 2) and lm81.dtype == np.float32
+    np.testing.assert_allclose(lm81[:68], lm68)
+    forehead = lm81[68:]
+    # Left to right (image x increases along the arc) between the jaw tops.
+    assert (np.diff(forehead[:, 0]) > 0).all()
+    assert lm68[0, 0] < forehead[0, 0] and forehead[-1, 0] < lm68[16, 0]
+    # The middle of the arc is above the brows; the whole arc is above the jaw tops.
+    assert forehead[3:10, 1].max() < lm68[17:27, 1].min()
+    assert (forehead[:, 1] < max(lm68[0, 1], lm68[16, 1])).all()
+    # The top of the arc is less than a face height above the brows (it stays on the forehead).
+    face_h = lm68[8, 1] - lm68[17:27, 1].min()
+    assert lm68[17:27, 1].min() - forehead[:, 1].min() < 0.8 * face_h
+
+
+def test_landmarks81_hull_contains_the_68_hull(astronaut_face):
+    lm81 = astronaut_face.landmarks81
+    hull = cv2.convexHull(lm81.astype(np.float32))
+    for p in astronaut_face.landmarks68:
+        assert cv2.pointPolygonTest(hull, (float(p[0]), float(p[1])), True) >= -1e-3
+    area68 = cv2.contourArea(cv2.convexHull(astronaut_face.landmarks68))
+    assert cv2.contourArea(hull) > 1.2 * area68
+
+
+def test_landmarks81_is_equivariant_to_similarity_transforms(astronaut_face):
+    lm68 = astronaut_face.landmarks68.astype(np.float64)
+    ang = np.deg2rad(25.0)
+    rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+    scale, shift = 1.7, np.array([31.0, -12.0])
+
+    def tf(p):
+        return (p @ rot.T) * scale + shift
+
+    np.testing.assert_allclose(landmarks_81(tf(lm68))[68:], tf(landmarks_81(lm68)[68:].astype(np.float64)),
+                               atol=1e-3)
+
+
+def test_landmarks81_mirrors_under_horizontal_flip(astronaut_face):
+    """Flipping the 68 points (and relabelling them) flips the forehead arc and reverses its order."""
+    lm68 = astronaut_face.landmarks68.astype(np.float64)
+    flipped = lm68.copy()
+    flipped[:, 0] = 500.0 - flipped[:, 0]
+    # dlib's mirror permutation for the jaw: i <-> 16 - i; the arc only uses points 0, 8, 16.
+    relabel = flipped.copy()
+    relabel[:17] = flipped[:17][::-1]
+    expected = landmarks_81(lm68)[68:].astype(np.float64)
+    expected[:, 0] = 500.0 - expected[:, 0]
+    np.testing.assert_allclose(landmarks_81(relabel)[68:], expected[::-1], atol=1e-3)
+
+
+def test_landmarks81_rejects_wrong_shape():
+    with pytest.raises(ValueError):
+        landmarks_81(np.zeros((5, 2)))
+
+
+@pytest.mark.parametrize("scale", [0.9, 0.5, 0.42, 0.3, 0.17])
+def test_detection_downscale_keeps_coordinates(scale):
+    from unmask.data.faces import downscale
+
+    g = np.zeros((720, 1280), np.uint8)
+    g[100:300, 200:400] = 255
+    small, sx, sy = downscale(g, scale)
+    assert abs(small.shape[1] - 1280 * scale) <= 8 and abs(small.shape[0] - 720 * scale) <= 8
+    ys, xs = np.nonzero(small > 128)
+    # The bright square maps back onto itself within a (downscaled) pixel.
+    assert abs(xs.min() / sx - 200) <= 1.5 / sx and abs(ys.min() / sy - 100) <= 1.5 / sy
+    assert abs((xs.max() + 1) / sx - 400) <= 1.5 / sx and abs((ys.max() + 1) / sy - 300) <= 1.5 / sy

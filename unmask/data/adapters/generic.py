@@ -1,0 +1,122 @@
+"""Your own labelled data: a folder sorted into real/ and fake/, or a CSV file of (path, label).
+
+Folder (root is a directory):
+
+    <root>/[<split>/]real/.../<file>              label 0    (also: 0/, original/, pristine/)
+    <root>/[<split>/]fake/.../<file>              label 1    (also: 1/, manipulated/, deepfake/)
+    <root>/[<split>/]fake/<method>/.../<file>     label 1, method <method>
+
+where <split> is an optional train/, val/ or test/ level and <file> is a video or an image. A folder of
+images with no video or image beside it is not an item: every media file is one item.
+
+CSV (root is a ``.csv`` file): a header line with ``path,label`` and optionally ``split``, ``method``,
+``identity``; ``label`` is 0/1 or real/fake; relative paths are relative to the CSV's folder; a path may
+be a video, an image or a folder of frames. Listed files that do not exist are skipped with a warning.
+
+Unlabelled media is not a dataset: score it with ``unmask detect``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from unmask.data.adapters import register_adapter
+from unmask.data.adapters._common import MEDIA_EXTS, nothing_found, parse_label, read_csv
+from unmask.data.records import FAKE, REAL, SPLITS, ManifestRow
+from unmask.errors import UnmaskError
+
+log = logging.getLogger(__name__)
+
+NAME = "generic"
+LAYOUT = "real/ and fake/ sub-folders (optionally under train/, val/, test/), or a .csv file with path,label"
+LABEL_DIRS = {
+    "real": REAL, "0": REAL, "original": REAL, "pristine": REAL,
+    "fake": FAKE, "1": FAKE, "manipulated": FAKE, "deepfake": FAKE,
+}
+
+
+def _media_under(top: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        out += [Path(dirpath) / f for f in filenames if f.lower().endswith(MEDIA_EXTS) and not f.startswith(".")]
+    return sorted(out)
+
+
+def _label_dirs(folder: Path) -> list[tuple[Path, int]]:
+    return sorted(
+        (d, LABEL_DIRS[d.name.lower()])
+        for d in folder.iterdir()
+        if d.is_dir() and d.name.lower() in LABEL_DIRS
+    )
+
+
+def _folder_rows(root: Path) -> list[ManifestRow]:
+    groups: list[tuple[str | None, Path, int]] = [(None, d, lab) for d, lab in _label_dirs(root)]
+    for split_dir in sorted(d for d in root.iterdir() if d.is_dir() and d.name.lower() in SPLITS):
+        groups += [(split_dir.name.lower(), d, lab) for d, lab in _label_dirs(split_dir)]
+    if not groups:
+        raise nothing_found(NAME, root, LAYOUT)
+    rows = []
+    for split, label_dir, label in groups:
+        for path in _media_under(label_dir):
+            rel = path.relative_to(label_dir)
+            method = "real" if label == REAL else (rel.parts[0] if len(rel.parts) > 1 else "fake")
+            rows.append(
+                ManifestRow(
+                    dataset=NAME, video_id=path.relative_to(root).with_suffix("").as_posix(), label=label,
+                    method=method, source=str(path), split=split,
+                )
+            )
+    if not rows:
+        raise UnmaskError(f"{NAME}: the real/fake folders under {root} hold no video or image files")
+    return rows
+
+
+def _csv_rows(csv_path: Path) -> list[ManifestRow]:
+    table = read_csv(csv_path, NAME)
+    if not table or not {"path", "label"} <= set(table[0]):
+        raise UnmaskError(f"{NAME}: {csv_path} needs a header line with path,label (and at least one row)")
+    base = csv_path.parent
+    rows, missing = [], []
+    for n, rec in enumerate(table, 2):
+        where = f"{NAME}: {csv_path.name} line {n}"
+        if not rec["path"]:
+            raise UnmaskError(f"{where}: empty path")
+        path = Path(rec["path"]).expanduser()
+        path = (path if path.is_absolute() else base / path).resolve()
+        label = parse_label(rec["label"], where)
+        split = rec.get("split", "").lower() or None
+        if split is not None and split not in SPLITS:
+            raise UnmaskError(f"{where}: split {rec['split']!r} is not one of {', '.join(SPLITS)}")
+        if not path.exists():
+            missing.append(rec["path"])
+            continue
+        method = rec.get("method") or ("real" if label == REAL else "fake")
+        try:
+            vid = path.relative_to(base).with_suffix("").as_posix()
+        except ValueError:  # outside the CSV's folder
+            vid = path.with_suffix("").as_posix().lstrip("/")
+        rows.append(
+            ManifestRow(
+                dataset=NAME, video_id=vid, label=label, method=method, source=str(path), split=split,
+                identity=rec.get("identity") or None,
+            )
+        )
+    if missing:
+        log.warning("%s: %d paths in %s do not exist (first: %s); skipped", NAME, len(missing), csv_path, missing[0])
+    if not rows:
+        raise UnmaskError(f"{NAME}: none of the {len(table)} paths in {csv_path} exists")
+    return rows
+
+
+@register_adapter(NAME, accepts_file=True)
+def list_generic(root: Path) -> list[ManifestRow]:
+    """A labelled folder tree, or a CSV index when ``root`` is a ``.csv`` file."""
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise UnmaskError(f"{NAME}: {root} is a file but not a .csv; pass a folder or a CSV index")
+        return _csv_rows(root)
+    return _folder_rows(root)

@@ -1,0 +1,539 @@
+"""The prepare job: manifest rows -> sampled frames -> faces -> stored crops + one record per item.
+
+Per item (a video, an image or a frame folder):
+
+1. sample N evenly spaced frames (``media``; an image is one frame, index 0);
+2. detect every face in each kept frame with 68 landmarks, derive the 81 (``faces``);
+3. cut each face's SBI large-margin window, capped at ``max_crop_side`` (``crops``), and the same window
+   of the manipulation mask when the dataset ships one (sampled at the same frame indices);
+4. write the crops (atomic PNGs), then the item record (atomic JSON) LAST: a record's presence means the
+   item is finished, so a killed run resumes by skipping items that have one, and redoes the rest from
+   scratch (an unfinished item's old crops are removed first). No write is ever visible half-done:
+   ``unmask.io`` writes a dot-prefixed temp file and renames it; stale temp files of unfinished items are
+   removed when the item is redone.
+
+Every kept frame is in the record, with its faces or with none: a frame with no face is recorded, never
+silently dropped. Outcomes: ``ok`` (a face in every kept frame), ``partial`` ("no face in k of N frames"),
+``no_face`` (none at all), ``failed`` (with the reason: unreadable file, ...). A failing item never stops
+the batch.
+
+Parallelism: ``workers`` processes (spawn, so it is safe with any parent), each loading the face models
+once. Sharding for clusters: shard ``i`` of ``n`` takes the items whose key hashes to ``i`` mod ``n``
+(stable across runs and machines), so any scheduler can run the shards independently into one store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from unmask.data import store as st
+from unmask.data.crops import storage_crop
+from unmask.data.faces import WEAK_SCORE, Face, FaceDetector, build_face_detector
+from unmask.data.media import (DEFAULT_MAX_PIXELS, MediaError, SampledVideo, is_image, is_video, read_image,
+                               sample_frame_folder, sample_video_frames)
+from unmask.data.records import ManifestRow
+from unmask.errors import UnmaskError
+from unmask.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+RUNNING_DIR = ".running"  # <shard>/<worker pid>.txt -> key of the item in progress (names a crash's culprit)
+
+
+def _running_dir(root: Path, opts: "PrepareOptions") -> Path:
+    """Per shard (and host): shards running at once into one store must not see each other's markers."""
+    import socket
+
+    return Path(root) / RUNNING_DIR / f"{opts.shard[0]}-of-{opts.shard[1]}-{socket.gethostname()}"
+
+
+@dataclass
+class PrepareOptions:
+    """Options of a prepare run. ``store_options()`` are the ones that shape the stored data."""
+
+    frames: int = 32
+    detector: str = "dlib_hog"
+    detector_opts: dict[str, Any] = field(default_factory=dict)
+    max_crop_side: int = 640
+    workers: int = 1
+    shard: tuple[int, int] = (0, 1)
+    retry_failed: bool = False
+    image_max_pixels: int = DEFAULT_MAX_PIXELS
+    decode_threads: int = 0  # 0 = 1 thread per worker when workers > 1, else FFmpeg's choice
+    adaptive_detect: bool = True  # face-size hint within a video (see FacePipeline)
+
+    def store_options(self) -> dict[str, Any]:
+        return {"frames": int(self.frames), "detector": self.detector, "detector_opts": dict(self.detector_opts),
+                "adaptive_detect": bool(self.adaptive_detect),
+                "max_crop_side": int(self.max_crop_side), "image_max_pixels": int(self.image_max_pixels)}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n) with 0 <= i < n."""
+    try:
+        i, n = (int(x) for x in str(text).split("/"))
+    except ValueError:
+        raise UnmaskError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise UnmaskError(f"--shard i/n needs 0 <= i < n, got {text!r}")
+    return i, n
+
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    i, n = shard
+    if n == 1:
+        return True
+    h = int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big")
+    return h % n == i
+
+
+# --- the per-frame face pipeline (shared with `unmask detect`) -------------------------------------------
+
+
+class FacePipeline:
+    """Detector + landmarks + storage crops for one frame; build once per process (models load once).
+
+    Within one video (``start_video()``), the detector is told the size of the smallest face of the previous
+    kept frame (``min_face`` = 0.85 x that) so it can run on a smaller copy of the frame -- HOG's cost grows with
+    the pixels it scans, and a 250 px face needs no 640 px copy. Every ``refresh``-th kept frame, and whenever the
+    hinted pass finds fewer faces than the previous frame, the frame is detected at the normal scale again, so
+    a new, smaller face is missed for at most ``refresh - 1`` kept frames. ``adaptive=False`` turns this off.
+    """
+
+    def __init__(self, detector: str | FaceDetector = "dlib_hog", max_crop_side: int = 640, adaptive: bool = True,
+                 refresh: int = 8, **detector_opts) -> None:
+        self.detector = build_face_detector(detector, **detector_opts) if isinstance(detector, str) else detector
+        self.max_crop_side = int(max_crop_side)
+        self.adaptive = adaptive
+        self.refresh = max(1, int(refresh))
+        self._video: dict[str, Any] | None = None
+
+    def start_video(self) -> None:
+        """The next frames come from one video, in order (enables the face-size hint)."""
+        self._video = {"since_full": 0, "min_face": None, "count": 0} if self.adaptive else None
+
+    def end_video(self) -> None:
+        self._video = None
+
+    def faces(self, rgb: np.ndarray) -> list[Face]:
+        """Every face in the frame, largest first, with 68 (+81) landmarks in frame coordinates."""
+        v = self._video
+        if v is None:
+            return self.detector.detect(rgb)
+        faces: list[Face] | None = None
+        if v["min_face"] and v["since_full"] < self.refresh - 1:
+            faces = self.detector.detect(rgb, min_face=0.85 * v["min_face"])
+            v["since_full"] += 1
+            if len(faces) < v["count"]:
+                faces = None  # lost a face: look again at the normal scale
+        if faces is None:
+            faces = self.detector.detect(rgb)
+            v["since_full"] = 0
+        sides = [min(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces if f.score >= WEAK_SCORE]
+        v["min_face"] = float(min(sides)) if sides else None
+        v["count"] = len(faces)
+        return faces
+
+    def crops(self, rgb: np.ndarray, faces: list[Face], mask: np.ndarray | None = None):
+        """The stored crop of each face (see ``crops.storage_crop``)."""
+        return [storage_crop(rgb, f.box, f.landmarks81, max_side=self.max_crop_side, mask=mask) for f in faces]
+
+
+def faces_for_frame(rgb: np.ndarray, detector: "FaceDetector | FacePipeline") -> list[Face]:
+    """Every face in an RGB frame, largest first (the same code prepare runs)."""
+    return detector.faces(rgb) if isinstance(detector, FacePipeline) else detector.detect(rgb)
+
+
+# --- one item ------------------------------------------------------------------------------------------------
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    """Lossless PNG, tuned for speed: the 'up' filter + RLE deflate encode a face crop ~2.5x faster than
+    libpng's adaptive filtering at level 1 for about the same size (measured: benchmarks/prepare_speed.py)."""
+    import cv2
+
+    arr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
+    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER,
+                                         cv2.IMWRITE_PNG_FILTER_UP, cv2.IMWRITE_PNG_STRATEGY,
+                                         cv2.IMWRITE_PNG_STRATEGY_RLE])
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def _round(a: np.ndarray, nd: int = 2) -> list:
+    return np.round(np.asarray(a, dtype=np.float64), nd).tolist()
+
+
+def _load_frames(row: ManifestRow, opts: PrepareOptions, threads: int) -> tuple[str, SampledVideo, float]:
+    """(kind, sampled frames, image scale) for a row's source; unreadable input -> MediaError."""
+    try:
+        return _load_frames_unchecked(row, opts, threads)
+    except OSError as exc:  # permissions, I/O errors on the input: the item's problem, not the store's
+        raise MediaError(f"cannot read {row.source}: {exc.strerror or exc}") from None
+
+
+def _load_frames_unchecked(row: ManifestRow, opts: PrepareOptions, threads: int) -> tuple[str, SampledVideo, float]:
+    src = Path(row.source)
+    if src.is_dir():
+        return "frames", sample_frame_folder(src, opts.frames, max_pixels=opts.image_max_pixels), 1.0
+    if is_image(src):
+        li = read_image(src, max_pixels=opts.image_max_pixels)
+        h, w = li.rgb.shape[:2]
+        sv = SampledVideo(frames=[(0, li.rgb)], frames_decoded=1, frame_count=1, fps=0.0, rotation=0,
+                          targets=[0], width=w, height=h)
+        return "image", sv, li.scale
+    if is_video(src):
+        return "video", sample_video_frames(src, opts.frames, threads=threads), 1.0
+    if not src.exists():
+        raise MediaError(f"file not found: {src}")
+    raise MediaError(f"unsupported file type {src.suffix or '(no extension)'!r}")
+
+
+def _load_masks(row: ManifestRow, kind: str, indices: list[int], shape_of: dict[int, tuple[int, int]],
+                opts: PrepareOptions, threads: int) -> tuple[dict[int, np.ndarray], str | None]:
+    """Mask frames at the kept indices as HxW uint8 (same size as the frames), or a reason they are missing."""
+    import cv2
+
+    if not row.mask_source:
+        return {}, None
+    src = Path(row.mask_source)
+    try:
+        if kind == "image" and is_image(src):
+            sv = SampledVideo(frames=[(0, read_image(src, max_pixels=opts.image_max_pixels).rgb)], frames_decoded=1,
+                              frame_count=1, fps=0.0, rotation=0)
+        elif src.is_dir():
+            sv = sample_frame_folder(src, len(indices), indices=indices)
+        else:
+            sv = sample_video_frames(src, len(indices), indices=indices, threads=threads)
+    except MediaError as exc:
+        return {}, f"mask unreadable: {exc}"
+    out = {}
+    for i, rgb in sv.frames:
+        m = rgb.max(axis=2)
+        if i in shape_of and m.shape != shape_of[i]:
+            m = cv2.resize(m, (shape_of[i][1], shape_of[i][0]), interpolation=cv2.INTER_NEAREST)
+        out[i] = m
+    missing = [i for i in indices if i not in out]
+    return out, (f"mask missing for frames {missing[:5]}" if missing else None)
+
+
+def process_item(row: ManifestRow, root: Path, opts: PrepareOptions, pipeline: FacePipeline,
+                 threads: int = 0) -> dict[str, Any]:
+    """Prepare one item into the store at ``root`` and return its record (already written)."""
+    t0 = time.perf_counter()
+    key = row.key
+    root = Path(root)
+    _clear_item(root, key)
+    det_stats = getattr(pipeline.detector, "stats", None)
+    s0 = dict(det_stats) if det_stats else {}
+    rec: dict[str, Any] = {"format_version": st.STORE_VERSION, "key": key, "row": row.to_json(),
+                           "frames_requested": opts.frames}
+    timing = {"decode_s": 0.0, "detect_s": 0.0, "landmarks_s": 0.0, "write_s": 0.0}
+    try:
+        kind, sv, img_scale = _load_frames(row, opts, threads)
+        t1 = time.perf_counter()
+        timing["decode_s"] = t1 - t0
+        rec.update({"kind": kind, "frame_count": sv.frame_count, "frames_decoded": sv.frames_decoded,
+                    "container_frame_count": sv.container_frame_count, "fps": sv.fps, "rotation": sv.rotation,
+                    "size": [sv.width, sv.height], "image_scale": img_scale, "targets": sv.targets,
+                    "missing": sv.missing, "seeks": sv.seeks, "warning": sv.warning})
+        shapes = {i: rgb.shape[:2] for i, rgb in sv.frames}
+        masks, mask_warning = _load_masks(row, kind, [i for i, _ in sv.frames], shapes, opts, threads)
+        if mask_warning:
+            rec["mask_warning"] = mask_warning
+        frames_out = []
+        t_write = 0.0
+        if kind != "image":
+            pipeline.start_video()
+        for index, rgb in sv.frames:
+            faces = pipeline.faces(rgb)
+            crops = pipeline.crops(rgb, faces, mask=masks.get(index))
+            tw = time.perf_counter()
+            face_recs = []
+            for fi, (face, crop) in enumerate(zip(faces, crops)):
+                rel = st.crop_relpath(key, index, fi)
+                atomic_write_bytes(root / rel, encode_png(crop.image))
+                mrel = None
+                if crop.mask is not None:
+                    mrel = st.crop_relpath(key, index, fi, kind=st.MASKS_DIR)
+                    atomic_write_bytes(root / mrel, encode_png(crop.mask))
+                face_recs.append({
+                    "face_index": fi, "crop": rel, "mask": mrel, "score": round(float(face.score), 4),
+                    "box": _round(crop.box), "landmarks": _round(crop.landmarks),
+                    "frame_box": _round(face.box), "crop_origin": list(crop.origin), "crop_scale": crop.scale,
+                    "crop_size": [int(crop.image.shape[1]), int(crop.image.shape[0])],
+                })
+            t_write += time.perf_counter() - tw
+            frames_out.append({"index": int(index), "faces": face_recs})
+        pipeline.end_video()
+        rec["frames"] = frames_out
+        timing["write_s"] = t_write
+        n_kept = len(frames_out)
+        n_face = sum(1 for f in frames_out if f["faces"])
+        if n_face == n_kept:
+            rec["status"], rec["outcome"] = st.OK, "ok"
+        elif n_face == 0:
+            rec["status"], rec["outcome"] = st.NO_FACE, f"no face in {n_kept} of {n_kept} frames"
+        else:
+            rec["status"], rec["outcome"] = st.PARTIAL, f"no face in {n_kept - n_face} of {n_kept} frames"
+        if sv.missing:
+            rec["outcome"] += f" ({len(sv.missing)} of {len(sv.targets)} frames undecodable)"
+    except MediaError as exc:
+        pipeline.end_video()
+        _clear_item(root, key)
+        rec.update({"status": st.FAILED, "outcome": f"failed: {exc}", "reason": str(exc), "frames": []})
+    except OSError:  # the store cannot be written (disk full, permissions): stop the job, mark nothing failed
+        pipeline.end_video()
+        raise
+    except Exception as exc:  # a bug or a native-library error: record it, the batch goes on
+        pipeline.end_video()
+        _clear_item(root, key)
+        msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        rec.update({"status": st.FAILED, "outcome": f"failed: {msg}", "reason": msg, "frames": [],
+                    "traceback": traceback.format_exc(limit=8)})
+    s1 = dict(det_stats) if det_stats else {}
+    timing["detect_s"] = s1.get("detect_s", 0.0) - s0.get("detect_s", 0.0)
+    timing["landmarks_s"] = s1.get("landmarks_s", 0.0) - s0.get("landmarks_s", 0.0)
+    timing["total_s"] = time.perf_counter() - t0
+    rec["timing"] = {k: round(v, 4) for k, v in timing.items()}
+    rec["store_options"] = opts.store_options()
+    rec["finished_at"] = time.time()
+    write_item_record(root, rec)  # LAST: marks the item done
+    return rec
+
+
+def write_item_record(root: Path, rec: dict[str, Any]) -> None:
+    """Compact JSON (one line): Python's indenting encoder is pure Python and cost 16% of prepare's CPU."""
+    atomic_write_text(st.item_record_path(root, rec["key"]), json.dumps(rec, separators=(",", ":")) + "\n")
+
+
+def _clear_item(root: Path, key: str) -> None:
+    """Remove what an interrupted earlier attempt at this item left: crops, masks, temp files."""
+    for d in (st.CROPS_DIR, st.MASKS_DIR):
+        shutil.rmtree(root / d / key, ignore_errors=True)
+    rec = st.item_record_path(root, key)
+    if rec.parent.is_dir():
+        for tmp in rec.parent.glob(f".{rec.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def is_done(root: Path, key: str, retry_failed: bool = False) -> bool:
+    rec = st.read_item_record(st.item_record_path(root, key))
+    if rec is None:
+        return False
+    return not (retry_failed and rec.get("status") == st.FAILED)
+
+
+# --- workers -------------------------------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(opts_json: dict[str, Any], root: str) -> None:
+    opts = PrepareOptions(**{**opts_json, "shard": tuple(opts_json["shard"])})
+    _WORKER["opts"] = opts
+    _WORKER["root"] = Path(root)
+    _WORKER["running"] = _running_dir(Path(root), opts)
+    _WORKER["pipeline"] = FacePipeline(opts.detector, max_crop_side=opts.max_crop_side,
+                                       adaptive=opts.adaptive_detect, **opts.detector_opts)
+    threads = opts.decode_threads or (1 if opts.workers > 1 else 0)
+    _WORKER["threads"] = threads
+    try:  # decoding and cv2 inside a worker: one thread each, the pool provides the parallelism
+        import cv2
+
+        if opts.workers > 1:
+            cv2.setNumThreads(1)
+    except Exception:
+        pass
+
+
+def _work(row_json: dict[str, Any]) -> dict[str, Any]:
+    root: Path = _WORKER["root"]
+    row = ManifestRow.from_json(row_json)
+    marker = _WORKER["running"] / f"{os.getpid()}.txt"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(row.key)
+    crash_on = os.environ.get("UNMASK_PREPARE_FAULT")  # fault injection for the crash-recovery test
+    if crash_on and crash_on in row.key:
+        os._exit(3)
+    rec = process_item(row, root, _WORKER["opts"], _WORKER["pipeline"], threads=_WORKER["threads"])
+    marker.unlink(missing_ok=True)
+    return _brief(rec)
+
+
+def _brief(rec: dict[str, Any]) -> dict[str, Any]:
+    frames = rec.get("frames", [])
+    return {"key": rec["key"], "status": rec["status"], "outcome": rec["outcome"], "frames": len(frames),
+            "frames_with_face": sum(1 for f in frames if f["faces"]), "faces": sum(len(f["faces"]) for f in frames),
+            "frames_decoded": rec.get("frames_decoded", 0), "timing": rec.get("timing", {})}
+
+
+# --- the job -------------------------------------------------------------------------------------------------
+
+
+def init_store(root: Path, opts: PrepareOptions) -> None:
+    """Create the store (or check an existing one was made with the same data-shaping options)."""
+    root.mkdir(parents=True, exist_ok=True)
+    meta_path = root / st.STORE_META
+    want = opts.store_options()
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != st.STORE_FORMAT:
+            raise UnmaskError(f"{root} holds a {st.STORE_META} that is not an unmask store")
+        have = meta.get("options", {})
+        diff = [k for k in want if have.get(k) != want[k]]
+        if diff:
+            k = diff[0]
+            raise UnmaskError(f"store {root} was prepared with {k}={have.get(k)!r}, this run asks for {want[k]!r}; "
+                              "use another --out (a store holds one set of options)")
+        return
+    atomic_write_json(meta_path, {"format": st.STORE_FORMAT, "version": st.STORE_VERSION, "options": want,
+                                  "created_at": time.time()})
+
+
+def run_prepare(rows: Iterable[ManifestRow], out: str | os.PathLike, opts: PrepareOptions | None = None,
+                progress: bool = True, log=None) -> dict[str, Any]:
+    """Prepare ``rows`` into the store ``out`` (resumable, sharded, parallel); returns the run's summary."""
+    from tqdm import tqdm
+
+    opts = opts or PrepareOptions()
+    root = Path(out).expanduser().resolve()
+    init_store(root, opts)
+    rows = list(rows)
+    shard_rows = [r for r in rows if in_shard(r.key, opts.shard)]
+    todo = [r for r in shard_rows if not is_done(root, r.key, opts.retry_failed)]
+    skipped = len(shard_rows) - len(todo)
+    t0 = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    interrupted = False
+    bar = tqdm(total=len(todo), desc="prepare", unit="item", file=sys.stderr, disable=not progress,
+               dynamic_ncols=True)
+
+    def on_result(res: dict[str, Any]) -> None:
+        results.append(res)
+        bar.update(1)
+        frames = sum(r["frames"] for r in results)
+        bar.set_postfix(ok=sum(r["status"] == st.OK for r in results),
+                        noface=sum(r["status"] in (st.PARTIAL, st.NO_FACE) for r in results),
+                        failed=sum(r["status"] == st.FAILED for r in results),
+                        fps=f"{frames / max(time.perf_counter() - t0, 1e-9):.1f}")
+        if log is not None and res["status"] != st.OK:
+            log(f"{res['key']}: {res['outcome']}")
+
+    try:
+        if opts.workers <= 1:
+            _init_worker(_opts_json(opts), str(root))
+            for r in todo:
+                on_result(_work(r.to_json()))
+        else:
+            _run_pool(todo, root, opts, on_result)
+    except KeyboardInterrupt:
+        interrupted = True
+    except OSError as exc:
+        raise UnmaskError(f"cannot write to the store {root}: {exc.strerror or exc}") from None
+    finally:
+        bar.close()
+    wall = time.perf_counter() - t0
+    shutil.rmtree(_running_dir(root, opts), ignore_errors=True)
+    summary = _summarize(results, wall)
+    summary.update({"items_listed": len(rows), "items_in_shard": len(shard_rows), "skipped_done": skipped,
+                    "shard": f"{opts.shard[0]}/{opts.shard[1]}", "workers": opts.workers, "interrupted": interrupted,
+                    "store": str(root)})
+    store = st.PreparedStore(root)
+    shard_keys = {r.key for r in shard_rows}
+    summary["shard_store"] = st.summarize_outcomes([i for i in store.items() if i.key in shard_keys])
+    st.write_manifest(root, store)
+    atomic_write_json(root / "summaries" / f"shard-{opts.shard[0]}-of-{opts.shard[1]}.json", summary)
+    if interrupted:
+        raise KeyboardInterrupt
+    return summary
+
+
+def _opts_json(opts: PrepareOptions) -> dict[str, Any]:
+    d = asdict(opts)
+    d["shard"] = list(opts.shard)
+    return d
+
+
+def _run_pool(todo: list[ManifestRow], root: Path, opts: PrepareOptions, on_result) -> None:
+    """Run items on a spawn pool. A worker that dies (OOM, native crash) breaks the pool: the items it was
+    running are charged a crash, the rest are resubmitted; an item that crashes twice is recorded as failed."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    pending = list(todo)
+    crashes: dict[str, int] = {}
+    running = _running_dir(root, opts)
+    fruitless = 0  # pool breaks in a row that finished nothing and named no culprit
+    while pending:
+        shutil.rmtree(running, ignore_errors=True)
+        ex = ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(_opts_json(opts), str(root)))
+        try:
+            futs = [ex.submit(_work, r.to_json()) for r in pending]
+            for fut in as_completed(futs):
+                on_result(fut.result())
+            pending = []
+            ex.shutdown(wait=True)
+        except KeyboardInterrupt:  # stop now: the items in flight have no record and are redone next time
+            procs = list(getattr(ex, "_processes", {}).values())
+            ex.shutdown(wait=False, cancel_futures=True)
+            for p in procs:
+                p.terminate()
+            raise
+        except BrokenProcessPool:
+            ex.shutdown(wait=False, cancel_futures=True)
+            culprits = set()
+            if running.is_dir():
+                culprits = {p.read_text().strip() for p in running.glob("*.txt")}
+            for key in culprits:
+                crashes[key] = crashes.get(key, 0) + 1
+            left = [r for r in pending if not is_done(root, r.key)]
+            fruitless = fruitless + 1 if (len(left) == len(pending) and not culprits) else 0
+            pending = []
+            for r in left:
+                if crashes.get(r.key, 0) >= 2 or fruitless >= 3:
+                    on_result(_brief(_record_crash(root, r, opts)))
+                else:
+                    pending.append(r)
+    shutil.rmtree(running, ignore_errors=True)
+
+
+def _record_crash(root: Path, row: ManifestRow, opts: PrepareOptions) -> dict[str, Any]:
+    _clear_item(root, row.key)
+    reason = "worker process died twice on this item (out of memory or a crash in a native library)"
+    rec = {"format_version": st.STORE_VERSION, "key": row.key, "row": row.to_json(), "frames_requested": opts.frames,
+           "status": st.FAILED, "outcome": f"failed: {reason}", "reason": reason, "frames": [],
+           "store_options": opts.store_options(), "finished_at": time.time()}
+    write_item_record(root, rec)
+    return rec
+
+
+def _summarize(results: list[dict[str, Any]], wall: float) -> dict[str, Any]:
+    counts = {st.OK: 0, st.PARTIAL: 0, st.NO_FACE: 0, st.FAILED: 0}
+    for r in results:
+        counts[r["status"]] += 1
+    frames = sum(r["frames"] for r in results)
+    with_face = sum(r["frames_with_face"] for r in results)
+    timing = {k: round(sum(r["timing"].get(k, 0.0) for r in results), 3)
+              for k in ("decode_s", "detect_s", "landmarks_s", "write_s", "total_s")}
+    return {
+        "processed": len(results), **counts, "frames": frames, "frames_with_face": with_face,
+        "face_frame_share": round(with_face / frames, 4) if frames else 0.0,
+        "faces": sum(r["faces"] for r in results), "frames_decoded": sum(r["frames_decoded"] for r in results),
+        "wall_s": round(wall, 3), "frames_per_s": round(frames / wall, 2) if wall > 0 else 0.0,
+        "timing": timing,
+        "failures": {r["key"]: r["outcome"] for r in results if r["status"] == st.FAILED},
+    }

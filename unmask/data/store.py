@@ -1,0 +1,221 @@
+"""The prepared store: face crops + landmarks + boxes (+ masks) written by ``unmask prepare``.
+
+Layout of a store folder (paths inside records are relative to the store root, so a store can be moved)::
+
+    store.json                          format version + the options that shaped the crops (frames, detector, ...)
+    items/<item key>.json               one record per item (video / image / frame folder): its outcome, every
+                                        kept frame (with or without faces) and every face. Written atomically,
+                                        LAST, after the item's crops: its presence means the item is done.
+    crops/<item key>/<frame>_<face>.png RGB crop (SBI large-margin window, longest side <= max_crop_side)
+    masks/<item key>/<frame>_<face>.png manipulation-mask crop (8-bit gray, same size), where the dataset has one
+    manifest.jsonl                      one line per face, rebuilt at the end of every run (a convenience for
+                                        other tools; readers here use the item records, so a stale one is harmless)
+    summaries/shard-<i>-of-<n>.json     the last run's summary per shard
+
+``<item key>`` is ``ManifestRow.key`` (``dataset/method/compression/video_id``), ``<frame>`` the 6-digit frame
+index in the source video, ``<face>`` the face index in that frame (0 = largest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from unmask.data.records import FaceRecord, ManifestRow
+from unmask.errors import UnmaskError
+
+STORE_FORMAT = "unmask-prepared"
+STORE_VERSION = 1
+ITEMS_DIR = "items"
+CROPS_DIR = "crops"
+MASKS_DIR = "masks"
+MANIFEST = "manifest.jsonl"
+STORE_META = "store.json"
+
+# Item statuses. "partial": faces in some kept frames only; "no_face": in none; "failed": nothing usable.
+OK, PARTIAL, NO_FACE, FAILED = "ok", "partial", "no_face", "failed"
+
+
+def item_record_path(root: Path, key: str) -> Path:
+    return Path(root) / ITEMS_DIR / f"{key}.json"
+
+
+def crop_relpath(key: str, frame_index: int, face_index: int, kind: str = CROPS_DIR) -> str:
+    return f"{kind}/{key}/{frame_index:06d}_{face_index}.png"
+
+
+@dataclass
+class ItemOutcome:
+    """What happened to one item: ``outcome`` is the human line ("ok", "no face in 3 of 32 frames", "failed: ...")."""
+
+    key: str
+    row: ManifestRow
+    status: str
+    outcome: str
+    frames_kept: int
+    frames_with_face: int
+    faces: int
+    record: dict[str, Any] = field(repr=False)
+
+
+def _outcome_from_record(rec: dict[str, Any]) -> ItemOutcome:
+    frames = rec.get("frames", [])
+    return ItemOutcome(
+        key=rec["key"], row=ManifestRow.from_json(rec["row"]), status=rec["status"], outcome=rec["outcome"],
+        frames_kept=len(frames), frames_with_face=sum(1 for f in frames if f["faces"]),
+        faces=sum(len(f["faces"]) for f in frames), record=rec,
+    )
+
+
+def read_item_record(path: Path) -> dict[str, Any] | None:
+    """A finished item's record, or None when it is absent or unreadable (then the item is not done)."""
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            rec = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("format_version") != STORE_VERSION or "key" not in rec:
+        return None
+    return rec
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """A stored crop as HxWx3 uint8 RGB."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise UnmaskError(f"cannot read stored crop {path}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_mask(path: str | os.PathLike) -> np.ndarray:
+    """A stored manipulation-mask crop as HxW uint8 (0 = untouched)."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise UnmaskError(f"cannot read stored mask {path}")
+    return img
+
+
+class PreparedStore:
+    """Read access to a prepared store (the per-item records are the source of truth)."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).expanduser().resolve()
+        meta = self.root / STORE_META
+        if not meta.is_file():
+            raise UnmaskError(f"{self.root} is not a prepared store (no {STORE_META}); run `unmask prepare` first")
+        self.meta = json.loads(meta.read_text(encoding="utf-8"))
+        if self.meta.get("format") != STORE_FORMAT:
+            raise UnmaskError(f"{meta} is not an unmask prepared-store file")
+        self._records: list[dict[str, Any]] | None = None
+
+    def _load(self) -> list[dict[str, Any]]:
+        if self._records is None:
+            recs = []
+            items = self.root / ITEMS_DIR
+            if items.is_dir():
+                for p in sorted(items.rglob("*.json")):
+                    if p.name.startswith("."):
+                        continue  # a temp file of a write in progress
+                    rec = read_item_record(p)
+                    if rec is not None:
+                        recs.append(rec)
+            self._records = recs
+        return self._records
+
+    def refresh(self) -> None:
+        self._records = None
+
+    def items(self) -> list[ItemOutcome]:
+        """Every finished item (ok, partial, no face, failed), sorted by key."""
+        return [_outcome_from_record(r) for r in self._load()]
+
+    def faces(self, split: str | Iterable[str] | None = None, labels: Iterable[int] | int | None = None,
+              methods: Iterable[str] | str | None = None, largest_only: bool = False,
+              datasets: Iterable[str] | str | None = None) -> list[FaceRecord]:
+        """Stored faces, filtered; ``largest_only`` keeps face 0 of each frame. Order: item key, frame, face."""
+        splits = _as_set(split)
+        labs = None if labels is None else ({int(labels)} if isinstance(labels, int) else {int(x) for x in labels})
+        meths = _as_set(methods, lower=True)
+        dsets = _as_set(datasets)
+        out: list[FaceRecord] = []
+        for rec in self._load():
+            row = rec["row"]
+            if splits is not None and row.get("split") not in splits:
+                continue
+            if labs is not None and int(row["label"]) not in labs:
+                continue
+            if meths is not None and str(row["method"]).lower() not in meths:
+                continue
+            if dsets is not None and row["dataset"] not in dsets:
+                continue
+            for fr in rec.get("frames", []):
+                for face in fr["faces"]:
+                    if largest_only and face["face_index"] != 0:
+                        continue
+                    out.append(self._face_record(rec, row, fr["index"], face))
+        return out
+
+    def _face_record(self, rec: dict[str, Any], row: dict[str, Any], frame_index: int,
+                     face: dict[str, Any]) -> FaceRecord:
+        mask = face.get("mask")
+        return FaceRecord(
+            item_key=rec["key"], dataset=row["dataset"], video_id=row["video_id"], label=int(row["label"]),
+            method=row["method"], split=row.get("split"), frame_index=int(frame_index),
+            face_index=int(face["face_index"]), crop_path=str(self.root / face["crop"]),
+            box=np.asarray(face["box"], dtype=np.float32), landmarks=np.asarray(face["landmarks"], dtype=np.float32),
+            score=float(face["score"]), frame_box=np.asarray(face["frame_box"], dtype=np.float32),
+            crop_origin=(int(face["crop_origin"][0]), int(face["crop_origin"][1])),
+            mask_path=str(self.root / mask) if mask else None, identity=row.get("identity"),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Counts by status plus frames / faces totals (what ``unmask prepare`` prints at the end)."""
+        return summarize_outcomes(self.items())
+
+
+def summarize_outcomes(items: list[ItemOutcome]) -> dict[str, Any]:
+    counts = {OK: 0, PARTIAL: 0, NO_FACE: 0, FAILED: 0}
+    for it in items:
+        counts[it.status] = counts.get(it.status, 0) + 1
+    frames = sum(i.frames_kept for i in items)
+    with_face = sum(i.frames_with_face for i in items)
+    return {
+        "items": len(items), **counts,
+        "frames": frames, "frames_with_face": with_face,
+        "face_frame_share": (with_face / frames) if frames else 0.0,
+        "faces": sum(i.faces for i in items),
+    }
+
+
+def write_manifest(root: Path, store: PreparedStore | None = None) -> Path:
+    """Rebuild ``manifest.jsonl`` (one line per face) atomically from the item records."""
+    from unmask.io import atomic_write_text
+
+    store = store or PreparedStore(root)
+    store.refresh()
+    lines = []
+    for f in store.faces():
+        lines.append(json.dumps({
+            "item_key": f.item_key, "dataset": f.dataset, "video_id": f.video_id, "label": f.label,
+            "method": f.method, "split": f.split, "frame_index": f.frame_index, "face_index": f.face_index,
+            "crop": os.path.relpath(f.crop_path, store.root), "score": round(f.score, 4),
+            "box": [round(float(v), 2) for v in f.box],
+            "mask": os.path.relpath(f.mask_path, store.root) if f.mask_path else None,
+        }))
+    return atomic_write_text(Path(root) / MANIFEST, "\n".join(lines) + ("\n" if lines else ""))
+
+
+def _as_set(value, lower: bool = False) -> set[str] | None:
+    if value is None:
+        return None
+    vals = [value] if isinstance(value, str) else list(value)
+    return {str(v).lower() if lower else str(v) for v in vals}

@@ -1,0 +1,35 @@
+"""Blending (paper 000 eq. 1 / eq. 4) and the blend ratio (Table 7).
+
+I_pf = M * I_s' + (1 - M) * I_t', where the effective mask M already includes the ratio: dynamic blending
+(SBI) scales the blurred mask by a ratio drawn from {0.25, 0.5, 0.75, 1, 1, 1}; alpha blending uses 1.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from unmask.synthesis.config import BlendConfig
+
+
+def draw_ratio(cfg: BlendConfig, rng: np.random.Generator) -> float:
+    """Dynamic: a ratio drawn uniformly from ``cfg.ratios`` (repeats weight it); alpha: 1."""
+    if cfg.type == "alpha":
+        return 1.0
+    return float(cfg.ratios[int(rng.integers(len(cfg.ratios)))])
+
+
+def blend(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``mask * source + (1 - mask) * target`` for uint8 RGB images and a float32 HxW mask in [0, 1].
+
+    ``cv2.blendLinear`` does it in one pass without float copies of the images (rounded to the nearest
+    integer, so a mask of exactly 0 or 1 reproduces the target or the source byte for byte).
+    """
+    m = np.ascontiguousarray(mask, dtype=np.float32)
+    return cv2.blendLinear(source, target, m, np.float32(1.0) - m)
+
+
+def xray_boundary(mask: np.ndarray) -> np.ndarray:
+    """Face X-ray's boundary map B = 4 * M * (1 - M): 1 where the blend is half-half, 0 where pure."""
+    m = mask.astype(np.float32)
+    return np.float32(4.0) * m * (np.float32(1.0) - m)

@@ -1,0 +1,367 @@
+"""Mask generators: landmark hulls (SBI), Face X-ray's landmark augmentation library (LAL), SLADD local
+masks, and the raw parts of BBMG (paper 000 sec. 3.3).
+
+Geometry is done on polygons where it is exact and cheap (hull choice, affine moves, dilation as a
+Minkowski sum with a disk, erosion as half-plane clipping), then rasterized once; deformations that are
+not affine (Face X-ray's piecewise-affine grid warp, SBI's elastic deformation) become one displacement
+field applied with a single ``cv2.remap`` on the face's region of interest only.
+
+Every generator returns the *raw* mask in the dtype/value of :class:`DrawConfig` (blurring and
+normalization live in ``blur.py``), so the dtype/value knobs of paper 000 Table 3 act exactly where the
+paper says they matter: in the blur.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from unmask.synthesis import landmarks as L
+from unmask.synthesis.config import BBMGConfig, DrawConfig, HullConfig, LALConfig, LocalConfig
+
+_DIRS = np.stack([np.cos(np.linspace(0, 2 * np.pi, 16, endpoint=False)),
+                  np.sin(np.linspace(0, 2 * np.pi, 16, endpoint=False))], axis=1)
+
+
+# --- polygons ------------------------------------------------------------------------------------------
+
+
+def convex_hull(points: np.ndarray) -> np.ndarray:
+    """Convex hull of ``points`` as an (N, 2) float32 polygon, counter-clockwise in image coordinates."""
+    pts = np.asarray(points, dtype=np.float32).reshape(-1, 1, 2)
+    return cv2.convexHull(pts).reshape(-1, 2)
+
+
+def hull_polygons(lm: np.ndarray, hull_type: str) -> list[np.ndarray]:
+    """The convex polygon(s) of one hull type over 81 landmarks (see ``HullConfig``)."""
+    lm = np.asarray(lm, dtype=np.float32)
+    if hull_type == "facehull":
+        return [convex_hull(lm)]
+    if hull_type == "face68":
+        return [convex_hull(lm[:68])]
+    if hull_type == "extended":
+        brows = lm[list(L.RIGHT_BROW + L.LEFT_BROW)]
+        up = lm[list(L.FOREHEAD)].mean(axis=0) - brows.mean(axis=0)
+        return [convex_hull(np.concatenate([lm[list(L.JAW)], brows, brows + 0.5 * up]))]
+    if hull_type == "components":
+        return [
+            convex_hull(lm[list(L.LEFT_EYE + L.RIGHT_BROW)]),
+            convex_hull(lm[list(L.RIGHT_EYE + L.LEFT_BROW)]),
+            convex_hull(lm[list(L.NOSE + L.MOUTH + L.JAW[4:13])]),
+        ]
+    raise ValueError(f"unknown hull type {hull_type!r}")
+
+
+def dilate_polygon(poly: np.ndarray, radius: float) -> np.ndarray:
+    """Minkowski sum of a convex polygon with a disk (16-gon): the exact dilation of a convex region."""
+    pts = poly[:, None, :] + radius * _DIRS[None, :, :].astype(np.float32)
+    return convex_hull(pts.reshape(-1, 2))
+
+
+def erode_polygon(poly: np.ndarray, radius: float) -> np.ndarray:
+    """Erosion of a convex polygon by a disk: clip it by each edge's line moved inward by ``radius``.
+
+    Returns an empty (0, 2) array when the polygon vanishes.
+    """
+    poly = np.asarray(poly, dtype=np.float64)
+    n = len(poly)
+    if n < 3:
+        return np.zeros((0, 2), np.float32)
+    # Orientation-independent inward normals: point towards the centroid.
+    c = poly.mean(axis=0)
+    edges = np.roll(poly, -1, axis=0) - poly
+    normals = np.stack([-edges[:, 1], edges[:, 0]], axis=1)
+    lengths = np.linalg.norm(normals, axis=1)
+    keep = lengths > 1e-9
+    normals, starts = normals[keep] / lengths[keep, None], poly[keep]
+    flip = np.einsum("ij,ij->i", c - starts, normals) < 0
+    normals[flip] *= -1
+    offsets = np.einsum("ij,ij->i", starts, normals) + radius  # half-plane: x . n >= offset
+    out = poly
+    for nrm, off in zip(normals, offsets):  # Sutherland-Hodgman, one half-plane at a time (vectorized)
+        if len(out) == 0:
+            break
+        d = out @ nrm - off
+        inside = d >= 0
+        if inside.all():
+            continue
+        d_next = np.roll(d, -1)
+        cross = inside != (d_next >= 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(cross, d / (d - d_next), 0.0)
+        inter = out + t[:, None] * (np.roll(out, -1, axis=0) - out)
+        # For each vertex i: itself if inside, then the crossing on edge (i, i+1) if any.
+        out = np.stack([out, inter], axis=1).reshape(-1, 2)[np.stack([inside, cross], axis=1).reshape(-1)]
+    if len(out) < 3:
+        return np.zeros((0, 2), np.float32)
+    return out.astype(np.float32)
+
+
+def morph_polygons(polys: Sequence[np.ndarray], radius: float) -> list[np.ndarray]:
+    """Dilate (radius > 0) or erode (radius < 0) each convex polygon; vanished polygons are dropped."""
+    if radius == 0:
+        return list(polys)
+    if radius > 0:
+        return [dilate_polygon(p, radius) for p in polys]
+    out = [erode_polygon(p, -radius) for p in polys]
+    return [p for p in out if len(p) >= 3]
+
+
+def scale_polygon(poly: np.ndarray, factor: float) -> np.ndarray:
+    c = poly.mean(axis=0, keepdims=True)
+    return (c + factor * (poly - c)).astype(np.float32)
+
+
+def affine_points(points: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
+    if matrix is None:
+        return np.asarray(points, dtype=np.float32)
+    pts = np.asarray(points, dtype=np.float64)
+    return (pts @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+# --- rasterization -----------------------------------------------------------------------------------
+
+_SHIFT = 4  # sub-pixel bits for OpenCV drawing
+
+
+def draw_polygons(shape: tuple[int, int], polys: Sequence[np.ndarray], draw: DrawConfig) -> np.ndarray:
+    """Rasterize the union of convex polygons in ``draw.dtype`` with value ``draw.value``.
+
+    LINE_AA coverage is drawn on an 8-bit canvas (OpenCV anti-aliases only 8-bit images) and converted:
+    float32 keeps it (value * coverage / 255); uint8 with value 1 rounds it to {0, 1}.
+    """
+    h, w = shape
+    scale = float(1 << _SHIFT)
+    ipolys = [np.round(np.asarray(p, np.float64) * scale).astype(np.int32) for p in polys if len(p) >= 3]
+    if draw.line_type == "LINE_AA":
+        canvas = np.zeros((h, w), np.uint8)
+        for p in ipolys:
+            cv2.fillConvexPoly(canvas, p, 255, cv2.LINE_AA, _SHIFT)
+        if draw.dtype == "float32":
+            return canvas.astype(np.float32) * np.float32(draw.value / 255.0)
+        if draw.value == 255:
+            return canvas
+        return (canvas >= 128).astype(np.uint8)
+    canvas = np.zeros((h, w), np.float32 if draw.dtype == "float32" else np.uint8)
+    for p in ipolys:
+        cv2.fillConvexPoly(canvas, p, float(draw.value) if draw.dtype == "float32" else int(draw.value),
+                           cv2.LINE_8, _SHIFT)
+    return canvas
+
+
+# --- non-affine deformations (one displacement field, one remap) ------------------------------------
+
+
+def _roi(polys: Sequence[np.ndarray], shape: tuple[int, int], pad: float) -> tuple[int, int, int, int]:
+    pts = np.concatenate([np.asarray(p, np.float32) for p in polys if len(p)])
+    x0, y0 = pts.min(axis=0) - pad
+    x1, y1 = pts.max(axis=0) + pad
+    h, w = shape
+    ix0, iy0 = int(max(0, np.floor(x0))), int(max(0, np.floor(y0)))
+    ix1, iy1 = int(min(w, np.ceil(x1))), int(min(h, np.ceil(y1)))
+    return ix0, iy0, max(ix1, ix0 + 1), max(iy1, iy0 + 1)
+
+
+def piecewise_affine_field(size: tuple[int, int], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Displacement (dx, dy) sampled on an (h, w) lattice spanning a region, from control-point ``offsets``
+    (g, g, 2) on a regular g x g grid over the same region.
+
+    Each grid cell is split into two triangles and the offsets are interpolated linearly inside each
+    triangle: a piecewise-affine map (Face X-ray's "piecewise affine transform" of a 4x4 grid). Callers
+    evaluate it on a coarse lattice and upsample (a piecewise-linear field survives that almost exactly).
+    """
+    h, w = size
+    g = offsets.shape[0]
+    gy = np.linspace(0.0, g - 1.0, h, dtype=np.float32)[:, None]
+    gx = np.linspace(0.0, g - 1.0, w, dtype=np.float32)[None, :]
+    i = np.minimum(gx.astype(np.int32), g - 2)
+    j = np.minimum(gy.astype(np.int32), g - 2)
+    u, v = gx - i, gy - j
+    I, J = np.broadcast_to(i, (h, w)), np.broadcast_to(j, (h, w))
+    U, V = np.broadcast_to(u, (h, w))[..., None], np.broadcast_to(v, (h, w))[..., None]
+    d00, d10 = offsets[J, I], offsets[J, I + 1]
+    d01, d11 = offsets[J + 1, I], offsets[J + 1, I + 1]
+    lower = (U + V) <= 1.0
+    d = np.where(lower, d00 + U * (d10 - d00) + V * (d01 - d00), d11 + (1 - U) * (d01 - d11) + (1 - V) * (d10 - d11))
+    return d[..., 0].astype(np.float32), d[..., 1].astype(np.float32)
+
+
+def elastic_field(size: tuple[int, int], amplitude: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """White-noise displacement on an (h, w) lattice, scaled so max |d| = ``amplitude`` px.
+
+    Sampled on a coarse lattice (one node per half correlation length) and cubic-upsampled by the caller,
+    it is the same kind of smooth field as Gaussian-smoothed per-pixel noise (SBI / albumentations'
+    elastic transform) at a fraction of the cost.
+    """
+    d = rng.standard_normal((size[0], size[1], 2)).astype(np.float32)
+    peak = float(np.abs(d).max())
+    if peak > 0:
+        d *= np.float32(amplitude / peak)
+    return d[..., 0], d[..., 1]
+
+
+def deformation_field(roi_size: tuple[int, int], warp: np.ndarray | None, elastic_amp: float, elastic_smooth: float,
+                      rng: np.random.Generator) -> np.ndarray:
+    """LAL grid warp + SBI elastic deformation as one dense (h, w, 2) displacement over the ROI.
+
+    Both fields are summed on one coarse lattice and upsampled once (cubic).
+    """
+    rh, rw = roi_size
+    step = max(elastic_smooth / 2.0, 4.0) if elastic_amp > 0 else 16.0
+    ch, cw = max(4, int(np.ceil(rh / step)) + 1), max(4, int(np.ceil(rw / step)) + 1)
+    dx = np.zeros((ch, cw), np.float32)
+    dy = np.zeros((ch, cw), np.float32)
+    if warp is not None:
+        wx, wy = piecewise_affine_field((ch, cw), warp)
+        dx += wx
+        dy += wy
+    if elastic_amp > 0:
+        ex, ey = elastic_field((ch, cw), elastic_amp, rng)
+        dx += ex
+        dy += ey
+    return cv2.resize(np.dstack([dx, dy]), (rw, rh), interpolation=cv2.INTER_CUBIC)
+
+
+def remap_roi(mask: np.ndarray, roi: tuple[int, int, int, int], disp: np.ndarray) -> np.ndarray:
+    """Sample ``mask`` at (x, y) + ``disp`` (h, w, 2) inside ``roi``; outside it the mask is unchanged.
+
+    Writes into ``mask`` (callers pass a freshly drawn mask) and uses ``disp`` as scratch space.
+    """
+    x0, y0, x1, y1 = roi
+    disp[..., 0] += np.arange(x0, x1, dtype=np.float32)[None, :]
+    disp[..., 1] += np.arange(y0, y1, dtype=np.float32)[:, None]
+    # Replicate: where the face leaves the image the mask continues to the edge instead of fading to 0.
+    mask[y0:y1, x0:x1] = cv2.remap(mask, disp, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return mask
+
+
+# --- generators ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class RawMask:
+    """A raw (unblurred) mask and what was drawn. BBMG also carries its local part separately."""
+
+    mask: np.ndarray  # dtype/value of DrawConfig; for bbmg: the landmark mask M_landmark
+    record: dict[str, Any]
+    local: np.ndarray | None = None  # bbmg: M_local (full size, subtracted from M_landmark)
+    local_fill: np.ndarray | None = None  # bbmg: the local mask that is blurred and merged back (may be scaled)
+    roi: tuple[int, int, int, int] | None = None  # region of the image the mask lives in
+
+
+def _choose(rng: np.random.Generator, options: Sequence[str]) -> str:
+    return str(options[int(rng.integers(len(options)))])
+
+
+def lal_polygons(lm: np.ndarray, cfg: LALConfig, rng: np.random.Generator,
+                 record: dict[str, Any]) -> list[np.ndarray]:
+    """LAL step 1-2: a random hull type, then with ``p_morph`` an erode/dilate (polygon-exact)."""
+    hull_type = _choose(rng, cfg.types)
+    polys = hull_polygons(lm, hull_type)
+    record["hull"] = hull_type
+    if rng.random() < cfg.p_morph:
+        radius = float(rng.uniform(*cfg.morph_frac)) * L.face_size(lm)
+        morphed = morph_polygons(polys, radius)
+        if morphed:
+            polys = morphed
+            record["morph_px"] = round(radius, 1)
+        else:
+            record["morph_px"] = 0.0  # erosion would remove the whole mask: documented fallback, keep the hull
+            record["fallback"] = "erosion emptied the hull; kept it unmorphed"
+    return polys
+
+
+def local_polygons(lm: np.ndarray, cfg: LocalConfig, rng: np.random.Generator,
+                   record: dict[str, Any]) -> list[np.ndarray]:
+    """SLADD local parts: a random non-empty subset of ``cfg.parts`` (size in [min_parts, max_parts])."""
+    parts = list(cfg.parts)
+    k_hi = min(cfg.max_parts, len(parts))
+    k_lo = min(cfg.min_parts, k_hi)
+    k = int(rng.integers(k_lo, k_hi + 1))
+    chosen = sorted(rng.choice(len(parts), size=k, replace=False).tolist())
+    names = [parts[i] for i in chosen]
+    grow = cfg.grow_frac * L.face_size(lm)
+    polys = [dilate_polygon(convex_hull(lm[list(L.PARTS[n])]), grow) if grow > 0 else convex_hull(lm[list(L.PARTS[n])])
+             for n in names]
+    record["parts"] = names
+    return polys
+
+
+def generate_raw_mask(generator: str, lm: np.ndarray, shape: tuple[int, int], *, draw: DrawConfig,
+                      hull: HullConfig, lal: LALConfig, local: LocalConfig, bbmg: BBMGConfig,
+                      elastic: tuple[float, float] | None, rng: np.random.Generator,
+                      matrix: np.ndarray | None = None) -> RawMask:
+    """One raw mask of ``generator`` over landmarks ``lm`` (moved by the affine ``matrix`` if given).
+
+    ``elastic`` = (amplitude_px, smooth_px) adds SBI's elastic deformation (None = off). For ``bbmg`` the
+    landmark mask (LAL) gets the warps; the local features are cut out of it afterwards (eq. 2).
+    """
+    lm = affine_points(lm, matrix)
+    fs = L.face_size(lm)
+    record: dict[str, Any] = {"generator": generator}
+    local_polys: list[np.ndarray] | None = None
+    warp_px = 0.0
+    if generator == "hull":
+        ht = _choose(rng, hull.types)
+        polys = hull_polygons(lm, ht)
+        record["hull"] = ht
+    elif generator == "lal" or generator == "bbmg":
+        polys = lal_polygons(lm, lal, rng, record)
+        if rng.random() < lal.p_warp:
+            warp_px = lal.warp_frac * fs
+        if generator == "bbmg":
+            local_polys = local_polygons(lm, local, rng, record)
+            record["form"] = bbmg.form
+    elif generator == "local":
+        polys = local_polygons(lm, local, rng, record)
+    else:
+        raise ValueError(f"unknown mask generator {generator!r}")
+
+    mask = draw_polygons(shape, polys, draw)
+    amp = elastic[0] if elastic else 0.0
+    roi = _roi(polys, shape, pad=0.25 * fs + warp_px + amp + 2)
+    if warp_px > 0 or amp > 0:
+        warp = None
+        if warp_px > 0:
+            g = lal.warp_grid
+            warp = rng.uniform(-warp_px, warp_px, size=(g, g, 2)).astype(np.float32)
+            record["warp_px"] = round(warp_px, 1)
+        if amp > 0:
+            record["elastic_px"] = round(amp, 1)
+        disp = deformation_field((roi[3] - roi[1], roi[2] - roi[0]), warp, amp, elastic[1] if elastic else 0.0, rng)
+        mask = remap_roi(mask, roi, disp)
+
+    out = RawMask(mask=mask, record=record, roi=roi)
+    if local_polys is not None:
+        out.local = draw_polygons(shape, local_polys, draw)
+        if bbmg.form == "scaled_local":
+            out.local_fill = draw_polygons(shape, [scale_polygon(p, bbmg.local_scale) for p in local_polys], draw)
+            record["local_scale"] = bbmg.local_scale
+        elif bbmg.form == "full":
+            out.local_fill = out.local
+    return out
+
+
+def subtract_masks(landmark: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """M_global = M_landmark - M_local (paper 000 eq. 2), saturated at 0, in the masks' dtype."""
+    if landmark.dtype == np.uint8:
+        return cv2.subtract(landmark, local)
+    return np.maximum(landmark - local, 0.0).astype(landmark.dtype)
+
+
+def bbmg_combine(landmark: np.ndarray, local: np.ndarray, local_fill: np.ndarray | None,
+                 blur_global, blur_local) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """BBMG (paper 000 eq. 2-3): M_global = M_landmark - M_local; M_final = max(blur(M_global), blur(M_local)).
+
+    ``blur_global`` / ``blur_local`` map a raw mask to a float32 [0, 1] mask (each draws its own kernel).
+    ``local_fill`` is the local mask merged back (None: global only, the first form of Fig. 7).
+    Returns (M_final, blurred global, blurred local or None).
+    """
+    g = blur_global(subtract_masks(landmark, local))
+    if local_fill is None:
+        return g, g, None
+    lb = blur_local(local_fill)
+    return np.maximum(g, lb), g, lb

@@ -1,0 +1,177 @@
+"""The training pair: a real face crop and its pseudo-fake, cut by the same window (docs/ARCHITECTURE.md).
+
+Per sample (all randomness from ``np.random.default_rng((seed, epoch, index))``, so a worker's draws depend
+only on those three numbers -- any worker count, any resume point, same images):
+
+1. load the stored crop (SBI's large-margin crop written by ``unmask prepare``);
+2. draw the final window: the detector box widened by a random margin per side (default (0.04, 0.20),
+   paper 000 sec. 4.1; SBI's own code draws its margins differently -- see docs/synthesis.md), and resize
+   it to ``image_size`` x ``image_size`` (380 by default);
+3. synthesize the pseudo-fake **on that resized window** -- the same blend as synthesizing on the large
+   crop and cutting afterwards (the blend is per pixel and the mask is clipped to the window either way),
+   at a fixed, small cost per pair;
+4. ``augment``: a horizontal flip of both images together, then the shared final augmentations (colour,
+   JPEG; ``FinalAugConfig``) drawn independently for the real and for the fake.
+
+``pair_collate`` stacks B samples as ``image`` (2B, 3, S, S) float32 in [0, 1] -- the B reals, then their
+B fakes in the same order -- ``label`` (0 x B, 1 x B), ``mask`` (2B, 1, S, S) (zeros for reals, the blend
+weights for fakes) and ``index`` (2B,).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from unmask.data.crops import margin_crop
+from unmask.errors import UnmaskError
+from unmask.synthesis.config import FinalAugConfig, SynthConfig
+from unmask.synthesis.landmarks import SynthesisError, check_landmarks
+from unmask.synthesis.pool import DonorPool
+from unmask.synthesis.recipes import Synthesizer, build_synthesizer
+from unmask.synthesis.transforms import color_random, jpeg
+
+
+def _default_loader(rec: Any) -> np.ndarray:
+    from unmask.data.store import load_rgb
+
+    return load_rgb(rec.crop_path)
+
+
+def resize_square(img: np.ndarray, size: int) -> np.ndarray:
+    """Resize to size x size: area-averaging when shrinking, bilinear when enlarging."""
+    h, w = img.shape[:2]
+    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def final_augment(img: np.ndarray, cfg: FinalAugConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    """Colour (RGBShift, HSV, brightness/contrast) then JPEG re-compression with probability ``p_jpeg``."""
+    img, done = color_random(img, cfg.color, rng)
+    if rng.random() < cfg.p_jpeg:
+        q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+        img = jpeg(img, q)
+        done.append(f"jpeg({q})")
+    return img, done
+
+
+def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+
+
+class PairDataset(Dataset):
+    """Real faces -> (real, pseudo-fake) pairs for training. See the module docstring for the pipeline.
+
+    ``faces``: ``FaceRecord`` s (``crop_path``, ``box`` and 81 ``landmarks`` in crop coordinates).
+    ``synthesizer``: a :class:`Synthesizer` or anything ``build_synthesizer`` takes (a recipe name, ...).
+    Faces whose landmarks are degenerate (non-finite, collinear, a face under 16 px) are left out at
+    construction with one warning (``self.skipped`` lists them); a crop that cannot be read, or a face whose
+    blend fails, raises an error naming the crop -- never a substitute sample.
+    ``loader(record) -> RGB`` replaces reading ``crop_path`` (e.g. in-memory faces); ``pool`` gives a donor
+    pool to donor recipes (default: one built over ``faces``).
+    """
+
+    def __init__(self, faces: Sequence[Any], synthesizer: Synthesizer | str | SynthConfig | dict, image_size: int = 380,
+                 margin: float | tuple[float, float] = (0.04, 0.20), seed: int = 0, augment: bool = True,
+                 final_aug: FinalAugConfig | None = None, loader: Callable[[Any], np.ndarray] | None = None,
+                 pool: DonorPool | None = None) -> None:
+        self.image_size = int(image_size)
+        if self.image_size < 32:
+            raise UnmaskError(f"image_size must be at least 32, got {image_size}")
+        self.margin = margin if isinstance(margin, (int, float)) else (float(margin[0]), float(margin[1]))
+        self.seed = int(seed)
+        self.augment = bool(augment)
+        self.final_aug = final_aug or FinalAugConfig()
+        self.loader = loader or _default_loader
+        self.epoch = 0
+        self.faces: list[Any] = []
+        self.skipped: list[tuple[str, str]] = []
+        for rec in faces:
+            try:
+                check_landmarks(rec.landmarks, None)
+                b = np.asarray(rec.box, np.float64)
+                if not (np.all(np.isfinite(b)) and b[2] - b[0] >= 2 and b[3] - b[1] >= 2):
+                    raise SynthesisError(f"degenerate detector box {b.tolist()}")
+            except SynthesisError as exc:
+                self.skipped.append((str(getattr(rec, "crop_path", "?")), str(exc)))
+                continue
+            self.faces.append(rec)
+        if self.skipped:
+            warnings.warn(f"PairDataset: left out {len(self.skipped)} of {len(self.skipped) + len(self.faces)} faces "
+                          f"with degenerate landmarks (first: {self.skipped[0][0]}: {self.skipped[0][1]})",
+                          stacklevel=2)
+        if not self.faces:
+            raise UnmaskError("PairDataset: no usable faces (all landmarks degenerate or no faces given)")
+        synth = synthesizer if isinstance(synthesizer, Synthesizer) else build_synthesizer(synthesizer)
+        if synth.needs_pool and synth.pool is None:
+            synth = synth.with_pool(pool if pool is not None else DonorPool.from_faces(self.faces, self.loader))
+        self.synthesizer = synth
+        self._threads_set = False
+
+    def set_epoch(self, epoch: int) -> None:
+        """Vary the draws per epoch (call it before each epoch, in every process, like DistributedSampler)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng((self.seed, self.epoch, int(index)))
+
+    def pair(self, index: int) -> dict[str, Any]:
+        """One pair as numpy: ``real``, ``fake`` (SxSx3 uint8), ``mask`` (SxS float32), ``record`` (options drawn)."""
+        rec = self.faces[index]
+        rng = self.rng(index)
+        img = self.loader(rec)
+        where = getattr(rec, "crop_path", f"face {index}")
+        mc = margin_crop(img, rec.box, rec.landmarks, self.margin, rng=rng)
+        h, w = mc.image.shape[:2]
+        real = resize_square(mc.image, self.image_size)
+        lm = mc.landmarks * np.array([self.image_size / w, self.image_size / h], np.float32)
+        try:
+            res = self.synthesizer.synth(real, lm, rng, identity=getattr(rec, "identity", None)
+                                         or getattr(rec, "video_id", None))
+        except SynthesisError as exc:
+            raise SynthesisError(f"{where}: {exc}") from None
+        fake, mask = res.fake, res.mask
+        record = dict(res.record)
+        record["window"] = [int(v) for v in mc.window]
+        if self.augment:
+            if rng.random() < self.final_aug.p_hflip:
+                real, fake, mask = real[:, ::-1], fake[:, ::-1], mask[:, ::-1]
+                record["hflip"] = True
+            real, record["final_real"] = final_augment(np.ascontiguousarray(real), self.final_aug, rng)
+            fake, record["final_fake"] = final_augment(np.ascontiguousarray(fake), self.final_aug, rng)
+        return {"real": np.ascontiguousarray(real), "fake": np.ascontiguousarray(fake),
+                "mask": np.ascontiguousarray(mask), "record": record, "index": int(index)}
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not self._threads_set:
+            if torch.utils.data.get_worker_info() is not None:
+                cv2.setNumThreads(1)  # one core per loader worker: OpenCV's own pool would oversubscribe
+            self._threads_set = True
+        p = self.pair(index)
+        return {"real": _to_tensor(p["real"]), "fake": _to_tensor(p["fake"]),
+                "mask": torch.from_numpy(p["mask"])[None], "index": p["index"]}
+
+
+def pair_collate(samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """B samples -> one batch of 2B images: the B reals, then their B fakes in the same order."""
+    if not samples:
+        raise ValueError("pair_collate needs at least one sample")
+    b = len(samples)
+    reals = torch.stack([s["real"] for s in samples])
+    fakes = torch.stack([s["fake"] for s in samples])
+    fmask = torch.stack([s["mask"] for s in samples])
+    idx = torch.tensor([int(s["index"]) for s in samples], dtype=torch.long)
+    return {
+        "image": torch.cat([reals, fakes]),
+        "label": torch.cat([torch.zeros(b, dtype=torch.long), torch.ones(b, dtype=torch.long)]),
+        "mask": torch.cat([torch.zeros_like(fmask), fmask]),
+        "index": torch.cat([idx, idx]),
+    }
