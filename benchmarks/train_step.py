@@ -1,0 +1,189 @@
+"""Training step time and peak memory per method (sbi, bbmg_nrs), and the overhead NRS adds.
+
+Measures ``method.step`` alone (forward, backward, optimizer; SAM's two passes by default, as paper 000
+trains) on a fixed batch of B reals + B fakes, so data loading and synthesis are not part of the figure
+(see benchmarks for synthesis). bbmg_nrs is measured with NRS fully active: centres exist and the
+memory collects, i.e. epoch >= T_k. Each (backbone, method) runs in its own process so that peak memory
+(CPU: peak RSS; CUDA: torch.cuda.max_memory_allocated) belongs to that configuration alone; the overhead
+ratio comes from one more process that alternates sbi and bbmg_nrs steps (same weights at start), so that
+a busy machine slows both alike.
+
+    .venv/bin/python benchmarks/train_step.py                           # CPU: resnet18@224, efficientnet_b4@380
+    .venv/bin/python benchmarks/train_step.py --device cuda --steps 20  # on a GPU
+    .venv/bin/python benchmarks/train_step.py --models resnet18@224 --optim adam
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def _setup(backbone: str, size: int, method_name: str, batch: int, device: str, optim: str):
+    import torch
+
+    from unmask.methods import build_method
+    from unmask.train.config import load_train_config
+    from unmask.train.optim import build_optimizer
+
+    cfg = load_train_config(None, [
+        f"method.name={method_name}", f"model.backbone={backbone}", "model.pretrained=null",
+        f"model.input_size={size}", f"optim.name={optim}", f"batch_size={batch}", "amp=true",
+        *(["method.nrs.start_epoch=2", "method.nrs.k_s=500", "method.nrs.k=5"] if method_name == "bbmg_nrs" else []),
+    ])
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    method = build_method(cfg)
+    model = method.build().to(dev)
+    if dev.type == "cuda":
+        method.attach(model, device=dev, autocast=lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+    else:
+        method.attach(model, device=dev)
+    opt = build_optimizer(model.parameters(), cfg.optim)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2 * batch, 3, size, size, generator=g)
+    b = {"image": x.to(dev), "label": torch.cat([torch.zeros(batch), torch.ones(batch)]).long().to(dev),
+         "index": torch.arange(2 * batch).remainder(batch).to(dev)}
+    if method_name == "bbmg_nrs":  # epoch T_k - 1: collect, k-means at its end -> NRS active from epoch T_k
+        method.on_epoch_start(0)
+        method.step(b, opt, None)
+        method.on_epoch_end(0)
+        method.on_epoch_start(1)
+        assert method.nrs_active()
+    return method, opt, b, dev
+
+
+def nrs_extra_ms(dim: int, batch: int, k_s: int = 500, k: int = 5, repeats: int = 200, device: str = "cpu") -> float:
+    """Best-of-N time of the work NRS adds to a step: memory top-k update, distances, weights, weighted CE.
+
+    (The pooled features themselves come free with the forward pass: ``forward_head(pre_logits=True)``.)
+    A load-insensitive figure, unlike whole-step times on a shared machine.
+    """
+    import torch
+
+    from unmask.methods.nrs import RealFeatureMemory, min_cosine_distance, nrs_weights, weighted_ce
+
+    dev = torch.device(device)
+    g = torch.Generator().manual_seed(0)
+    mem = RealFeatureMemory(k_s)
+    mem.add(torch.rand(k_s, generator=g).to(dev), torch.randn(k_s, dim, generator=g).to(dev), torch.arange(k_s).to(dev))
+    centres = torch.randn(k, dim, generator=g).to(dev)
+    feats = torch.randn(2 * batch, dim, generator=g).to(dev)
+    logits = torch.randn(2 * batch, 2, generator=g).to(dev)
+    labels = torch.cat([torch.zeros(batch), torch.ones(batch)]).long().to(dev)
+    keys = torch.arange(batch).to(dev)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        p_real = logits.softmax(1)[:, 0]
+        mem.add(p_real[:batch], feats[:batch], keys)
+        d = min_cosine_distance(feats, centres)
+        w = nrs_weights(d, labels == 1, 50, 0.5, 200.0)
+        loss = weighted_ce(logits, labels, w)
+        float(loss)
+        best = min(best, time.perf_counter() - t)
+    return best * 1000
+
+
+def measure(backbone: str, size: int, methods: list[str], batch: int, steps: int, device: str, optim: str,
+            threads: int | None) -> list[dict]:
+    """Time ``steps`` steps of each method, interleaved step by step so machine load hits all alike."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    runs = [_setup(backbone, size, m, batch, device, optim) for m in methods]
+
+    def sync():
+        if runs[0][3].type == "cuda":
+            torch.cuda.synchronize()
+
+    for method, opt, b, _ in runs:  # warm-up
+        method.step(b, opt, None)
+    sync()
+    if runs[0][3].type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times: list[list[float]] = [[] for _ in runs]
+    for _ in range(steps):
+        for i, (method, opt, b, _) in enumerate(runs):
+            t = time.perf_counter()
+            method.step(b, opt, None)
+            sync()
+            times[i].append(time.perf_counter() - t)
+    out = []
+    dim = runs[0][0].model.num_features
+    for name, ts in zip(methods, times):
+        ts = sorted(ts)
+        row = {"backbone": backbone, "size": size, "method": name, "batch": f"{batch}+{batch}", "optim": optim,
+               "device": device, "steps": steps, "step_s_median": ts[len(ts) // 2], "step_s_min": ts[0],
+               "img_s": 2 * batch / ts[len(ts) // 2], "times": times[methods.index(name)]}
+        if name == "bbmg_nrs":
+            row["nrs_extra_ms"] = nrs_extra_ms(dim, batch, device=device)
+            row["nrs_extra_frac_of_min_step"] = row["nrs_extra_ms"] / 1000 / ts[0]
+        if runs[0][3].type == "cuda":
+            row["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["resnet18@224", "efficientnet_b4@380"], help="backbone@size")
+    ap.add_argument("--methods", nargs="+", default=["sbi", "bbmg_nrs"])
+    ap.add_argument("--batch", type=int, default=8, help="real images per step (as many fakes are added)")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--optim", default="sam", choices=["sam", "sgd", "adam"])
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process: one configuration
+    args = ap.parse_args()
+    if args.one:
+        backbone, size, *methods = args.one.split(",")
+        print(json.dumps(measure(backbone, int(size), methods, args.batch, args.steps, args.device, args.optim,
+                                 args.threads)))
+        return
+    rows, paired = [], {}
+    for spec in args.models:
+        backbone, size = spec.split("@")
+        groups = [[m] for m in args.methods]  # alone: peak memory of each method by itself
+        if {"sbi", "bbmg_nrs"} <= set(args.methods):
+            groups.append(["sbi", "bbmg_nrs"])  # together, interleaved: the overhead ratio
+        for group in groups:
+            cmd = [sys.executable, __file__, "--one", ",".join([backbone, size, *group]), "--batch", str(args.batch),
+                   "--steps", str(args.steps), "--device", args.device, "--optim", args.optim]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                print(f"{spec} {group}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            result = json.loads(proc.stdout.strip().splitlines()[-1])
+            if len(group) > 1:
+                paired[spec] = {r["method"]: r for r in result}
+                continue
+            row = result[0]
+            rows.append(row)
+            mem = f"{row['peak_mem_mb']:.0f} MB GPU" if "peak_mem_mb" in row else f"{row['peak_rss_mb']:.0f} MB RSS"
+            print(f"{spec:<22} {row['method']:<9} {row['optim']:<4} batch {row['batch']:<6} "
+                  f"step {row['step_s_median']:.3f} s (min {row['step_s_min']:.3f})  {row['img_s']:.1f} img/s  "
+                  f"peak {mem}", flush=True)
+            if "nrs_extra_ms" in row:
+                print(f"{'':<22} NRS's own work (memory top-k, distances, weights; best of 200): "
+                      f"{row['nrs_extra_ms']:.2f} ms = {100 * row['nrs_extra_frac_of_min_step']:.2f}% of the fastest "
+                      f"step", flush=True)
+        if spec in paired:
+            a, b = paired[spec]["sbi"], paired[spec]["bbmg_nrs"]
+            step_ratios = sorted(y / x for x, y in zip(a["times"], b["times"]))
+            print(f"{spec}: bbmg_nrs / sbi step time, interleaved: {b['step_s_median'] / a['step_s_median']:.3f} "
+                  f"(medians), {b['step_s_min'] / a['step_s_min']:.3f} (minima), "
+                  f"{step_ratios[len(step_ratios) // 2]:.3f} (median of paired steps); target < 1.05", flush=True)
+
+
+if __name__ == "__main__":
+    main()

