@@ -44,3 +44,10 @@ def test_overrides_and_base(tmp_path):
 def test_override_unknown_key_fails():
     with pytest.raises(ConfigError, match="unknown config key optim.momentum"):
         load_config(Root, None, ["optim.momentum=0.9"])
+
+
+def test_exponent_without_dot_is_a_float():
+    """PyYAML reads 1e-3 as a string; a float field must still take it (and reject real words)."""
+    assert load_config(Root, None, ["optim.lr=5e-4"]).optim.lr == 5e-4
+    with pytest.raises(ConfigError, match="optim.lr.*number"):
+        load_config(Root, None, ["optim.lr=fast"])

@@ -8,9 +8,6 @@ the rest of the section is validated against that method's own ``Config`` datacl
 
 from __future__ import annotations
 
-import dataclasses
-import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -96,31 +93,6 @@ class TrainConfig:
     paper: str = ""  # e.g. "000 Table 11 row 4 (BBMG + NRS)"
 
 
-_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
-
-
-def _yaml11_floats(cls: type, data: Any) -> Any:
-    """``1e-3`` is a *string* to PyYAML (YAML 1.1 wants ``1.0e-3``); read it as the number it means
-    wherever the field is a float. (Worked around here for the training config; unmask.config itself
-    is shared by all commands.)"""
-    if not (dataclasses.is_dataclass(cls) and isinstance(data, dict)):
-        return data
-    hints = typing.get_type_hints(cls)
-    out = dict(data)
-    for key, value in data.items():
-        tp = hints.get(key)
-        if tp is None:
-            continue
-        args = typing.get_args(tp) or (tp,)
-        if isinstance(value, str) and float in args and _FLOAT_RE.match(value.strip()):
-            out[key] = float(value)
-        elif isinstance(value, dict):
-            sub = next((a for a in args if dataclasses.is_dataclass(a)), None)
-            if sub is not None:
-                out[key] = _yaml11_floats(sub, value)
-    return out
-
-
 def method_config_class(name: str) -> type:
     from unmask.methods import METHODS
 
@@ -135,9 +107,9 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
     method = data.pop("method", None)
     if not isinstance(method, dict) or "name" not in method:
         raise ConfigError("method.name is required (e.g. method: {name: sbi})")
-    cfg = from_dict(TrainConfig, _yaml11_floats(TrainConfig, data))
+    cfg = from_dict(TrainConfig, data)
     method_cls = method_config_class(str(method["name"]))
-    cfg.method = from_dict(method_cls, _yaml11_floats(method_cls, method), "method")
+    cfg.method = from_dict(method_cls, method, "method")
     return cfg
 
 
