@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     module.add_arguments(parser)
-    args = parser.parse_args(rest)
+    try:  # lets `key=value` overrides stand anywhere, also after options
+        args = parser.parse_intermixed_args(rest)
+    except TypeError:  # parsers argparse cannot intermix (e.g. with REMAINDER)
+        args = parser.parse_args(rest)
     from unmask.errors import UnmaskError
 
     try:

@@ -74,7 +74,8 @@ class FaceRecord:
 
     @property
     def box_size(self) -> float:
-        """Geometric mean of the box sides; used by the "at least half the largest face" rule."""
-        w = float(self.box[2] - self.box[0])
-        h = float(self.box[3] - self.box[1])
+        """Geometric mean of the detector box sides in *frame* pixels, for the "at least half the largest
+        face" rule: crops of one frame may be stored at different scales, frame boxes never are."""
+        w = float(self.frame_box[2] - self.frame_box[0])
+        h = float(self.frame_box[3] - self.frame_box[1])
         return max(w, 0.0) ** 0.5 * max(h, 0.0) ** 0.5
