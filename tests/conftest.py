@@ -41,6 +41,21 @@ def astronaut_rgb() -> np.ndarray:
     return np.ascontiguousarray(data.astronaut())
 
 
+@pytest.fixture(scope="session")
+def astronaut_face_256(astronaut_rgb) -> tuple[np.ndarray, np.ndarray]:
+    """(256x256 RGB crop, its 81 landmarks) of the astronaut's face at a 15% margin, as the pair pipeline sees it."""
+    import cv2
+
+    from unmask.data.crops import margin_crop
+    from unmask.data.faces import build_face_detector
+
+    f = build_face_detector("dlib_hog").detect(astronaut_rgb)[0]
+    mc = margin_crop(astronaut_rgb, f.box, f.landmarks81, 0.15)
+    h, w = mc.image.shape[:2]
+    img = cv2.resize(mc.image, (256, 256), interpolation=cv2.INTER_LINEAR)
+    return img, (mc.landmarks * np.array([256 / w, 256 / h], np.float32)).astype(np.float32)
+
+
 def _code_hash(extra: object) -> str:
     """Hash of the source files whose behaviour determines a prepared store (+ options)."""
     h = hashlib.sha256(repr(extra).encode())

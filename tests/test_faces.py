@@ -211,3 +211,81 @@ def test_detection_downscale_keeps_coordinates(scale):
     # The bright square maps back onto itself within a (downscaled) pixel.
     assert abs(xs.min() / sx - 200) <= 1.5 / sx and abs(ys.min() / sy - 100) <= 1.5 / sy
     assert abs((xs.max() + 1) / sx - 400) <= 1.5 / sx and abs((ys.max() + 1) / sy - 300) <= 1.5 / sy
+
+
+def test_search_region_covers_the_widened_boxes_and_clamps():
+    from unmask.data.faces import search_region
+
+    box = np.array([400.0, 200.0, 500.0, 320.0])  # side 120 -> 60 px per side at margin 0.5
+    assert search_region([box], (720, 1280), margin=0.5) == (340, 140, 560, 380)
+    assert search_region([np.array([10.0, 10.0, 110.0, 110.0])], (720, 1280), margin=0.5) == (0, 0, 160, 160)
+    two = search_region([box, np.array([800.0, 300.0, 880.0, 380.0])], (720, 1280), margin=0.5)
+    assert two == (340, 140, 920, 420)  # one region covering both
+    assert search_region([np.array([0.0, 0.0, 600.0, 600.0])], (720, 1280), margin=0.5) is None  # most of it
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _astronaut_scene(astronaut_rgb) -> np.ndarray:
+    """The astronaut pasted at 2x into a 720p frame, face near (640, 300)."""
+    big = cv2.resize(astronaut_rgb, (1024, 1024))
+    frame = np.full((720, 1280, 3), 90, np.uint8)
+    frame[:, 128:1152] = big[100:820]
+    return frame
+
+
+def test_region_hint_finds_the_same_face(astronaut_rgb):
+    det = build_face_detector("dlib_hog")
+    frame = _astronaut_scene(astronaut_rgb)
+    ref = det.detect(frame)
+    assert len(ref) == 1
+    side = float(ref[0].box[2] - ref[0].box[0])
+    before = det.stats.get("roi", 0)
+    hinted = det.detect(frame, min_face=0.85 * side, near=[ref[0].box + 10])  # the face moved a little
+    assert det.stats.get("roi", 0) == before + 1  # scanned only the region around the hint
+    assert len(hinted) == 1 and _iou(hinted[0].box, ref[0].box) > 0.6
+    assert np.abs(hinted[0].landmarks68 - ref[0].landmarks68).mean() < 0.03 * side
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.9])
+def test_region_hint_away_from_the_face_falls_back_to_the_whole_frame(astronaut_rgb, shift):
+    """A hint where the face is not (shift 0: far away; 0.9: the region's edge cuts the face): the face is still
+    found whole, by the full-frame pass."""
+    det = build_face_detector("dlib_hog")
+    frame = _astronaut_scene(astronaut_rgb)
+    ref = det.detect(frame)[0]
+    side = float(ref.box[2] - ref.box[0])
+    near = ref.box + np.array([-shift, 0, -shift, 0]) * side if shift else np.array([20.0, 500, 120, 600])
+    rejected = det.stats.get("roi_rejected", 0)
+    got = det.detect(frame, min_face=0.85 * side, near=[near])
+    assert len(got) == 1
+    np.testing.assert_array_equal(got[0].box, ref.box)  # what the unhinted pass finds
+    if shift:  # the region pass saw a face at its edge (cut) and was not trusted
+        assert det.stats["roi_rejected"] == rejected + 1
+
+
+def test_pipeline_gives_no_hints_to_a_detector_that_takes_none(astronaut_rgb):
+    from unmask.data.prepare import FacePipeline
+
+    class Plain:
+        name = "plain"
+
+        def __init__(self):
+            self.inner = build_face_detector("dlib_hog")
+            self.calls = 0
+
+        def detect(self, rgb):  # no min_face / near
+            self.calls += 1
+            return self.inner.detect(rgb)
+
+    pipe = FacePipeline(Plain())
+    pipe.start_video()
+    for _ in range(3):
+        assert len(pipe.faces(astronaut_rgb)) == 1
+    pipe.end_video()
+    assert pipe.detector.calls == 3

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import decode_index, write_index_video
-from unmask.data.media import (MediaError, even_indices, is_image, is_video, load_image, read_image,
-                               sample_video_frames)
+from unmask.data.media import (MediaError, VideoSampler, even_indices, frame_to_rgb, is_image, is_video,
+                               load_image, read_image, sample_video_frames)
 
 
 @pytest.mark.parametrize("count,num", [(390, 32), (501, 32), (10, 32), (33, 32), (1000, 8), (2, 1), (7, 7)])
@@ -26,12 +26,13 @@ def test_even_indices_are_evenly_spaced(count, num):
     assert all(0 <= i < count for i in idx)
 
 
-def test_sampled_ffpp_frames_are_the_right_frames(ffpp_root):
+@pytest.mark.parametrize("threads", [0, 1])  # 1: a prepare worker's single-threaded decoder (fast NAL parsing)
+def test_sampled_ffpp_frames_are_the_right_frames(ffpp_root, threads):
     """Seek-based sampling returns exactly the frames a full decode has at the evenly spaced indices."""
     path = ffpp_root / "original_sequences" / "youtube" / "c40" / "videos" / "183.mp4"
-    sv = sample_video_frames(path, 32)
+    sv = sample_video_frames(path, 32, threads=threads)
     with av.open(str(path)) as c:
-        every = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        every = [frame_to_rgb(f) for f in c.decode(video=0)]
     assert sv.frame_count == len(every)
     assert [i for i, _ in sv.frames] == even_indices(len(every), 32) == sv.targets
     for i, rgb in sv.frames:
@@ -39,6 +40,78 @@ def test_sampled_ffpp_frames_are_the_right_frames(ffpp_root):
         assert np.array_equal(rgb, every[i]), f"frame {i} differs"
     assert sv.missing == [] and sv.rotation == 0 and abs(sv.fps - 30) < 1e-6
     assert sv.frames_decoded < sv.frame_count  # non-reference frames between targets were skipped
+
+
+def _colour_video(path, pix_fmt, colorspace=None, color_range=None, n=4):
+    """A short H.264 video of the astronaut (sharp colour edges) in the given pixel format / colour tags."""
+    from skimage import data
+
+    img = cv2.resize(data.astronaut(), (320, 182))  # odd chroma height for 4:2:0
+    out = av.open(str(path), "w")
+    s = out.add_stream("libx264", rate=25)
+    s.width, s.height, s.pix_fmt = 320, 182, pix_fmt
+    if colorspace is not None:
+        s.codec_context.colorspace = colorspace
+    if color_range is not None:
+        s.codec_context.color_range = color_range
+    for i in range(n):
+        for p in s.encode(av.VideoFrame.from_ndarray(np.roll(img, 5 * i, axis=1), format="rgb24")):
+            out.mux(p)
+    for p in s.encode():
+        out.mux(p)
+    out.close()
+    return path
+
+
+@pytest.mark.parametrize("pix_fmt,colorspace,color_range,tol", [
+    ("yuv444p", None, None, 1), ("yuv444p", 1, None, 1),  # BT.601 (untagged) and BT.709, limited range
+    ("yuv420p", None, None, 3), ("yuv420p", 1, None, 3), ("yuv422p", None, None, 3),
+    ("yuv420p", None, 2, 3), ("yuvj420p", None, None, 3),  # full range, by tag and by pixel format
+])
+def test_frame_to_rgb_matches_swscale(tmp_path, pix_fmt, colorspace, color_range, tol):
+    """The fast YUV -> RGB conversion agrees with FFmpeg's (which rounds 4:2:0 / 4:2:2 more coarsely)."""
+    path = _colour_video(tmp_path / "c.mp4", pix_fmt, colorspace, color_range)
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            assert f.format.name.replace("yuvj", "yuv") == pix_fmt.replace("yuvj", "yuv")
+            diff = np.abs(frame_to_rgb(f).astype(int) - f.to_ndarray(format="rgb24").astype(int))
+            assert diff.max() <= tol and diff.mean() < 1.5, (diff.max(), diff.mean())
+
+
+def test_frame_to_rgb_falls_back_to_swscale_for_other_colour_matrices(tmp_path):
+    path = _colour_video(tmp_path / "bt2020.mp4", "yuv420p", colorspace=9)  # BT.2020: not converted here
+    with av.open(str(path)) as c:
+        f = next(c.decode(video=0))
+        assert f.colorspace == 9
+        assert np.array_equal(frame_to_rgb(f), f.to_ndarray(format="rgb24"))
+
+
+def test_frame_to_rgb_on_ffpp_is_within_one_of_swscale(ffpp_root):
+    path = ffpp_root / "original_sequences" / "youtube" / "c40" / "videos" / "866.mp4"  # 1920x1080 4:4:4
+    with av.open(str(path)) as c:
+        f = next(c.decode(video=0))
+    diff = np.abs(frame_to_rgb(f).astype(int) - f.to_ndarray(format="rgb24").astype(int))
+    assert diff.max() <= 1
+
+
+def test_video_sampler_streams_the_same_frames(tmp_path):
+    """The streaming sampler knows the targets before decoding, yields the frames in order, then the figures."""
+    path = write_index_video(tmp_path / "idx.mp4", 120, gop=30)
+    ref = sample_video_frames(path, 7)
+    sampler = VideoSampler(path, 7)
+    assert sampler.info.frame_count == 120 and sampler.info.targets == even_indices(120, 7)
+    assert sampler.info.frames_decoded == 0
+    got = []
+    for i, rgb in sampler:
+        assert decode_index(rgb) == i
+        got.append(i)
+    assert got == [i for i, _ in ref.frames] == ref.targets
+    assert sampler.info.frames_decoded == ref.frames_decoded and sampler.info.missing == []
+    assert (sampler.info.width, sampler.info.height) == (160, 32)
+    with pytest.raises(RuntimeError, match="once"):
+        list(sampler)
+    with VideoSampler(path, 7) as early:  # stopping early closes the file without error
+        assert next(iter(early))[0] == 0
 
 
 def test_few_frames_decode_far_less_than_the_video(ffpp_root):

@@ -167,6 +167,51 @@ def test_mask_video_is_cropped_with_the_face(tmp_path, astronaut_rgb):
         assert ys.min() < eyes_y < ys.max() and ys.min() < nose_y < ys.max() and xs.min() < nose_x < xs.max()
 
 
+# --- stored crops: the PNG codec -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("writer", ["isal", "opencv"])
+def test_crop_png_is_lossless_and_standard(tmp_path, astronaut_rgb, monkeypatch, writer):
+    """Both writers give a standard PNG (PIL reads it too) that decodes to exactly the crop, RGB order kept."""
+    from PIL import Image
+
+    from unmask.data import store
+
+    if writer == "isal" and store._isal_zlib() is None:
+        pytest.skip("isal not installed (the OpenCV writer is used)")
+    if writer == "opencv":
+        monkeypatch.setattr(store, "_isal_zlib", lambda: None)
+    rng = np.random.default_rng(0)
+    rgb = np.ascontiguousarray(astronaut_rgb[40:301, 100:377])  # odd sizes
+    rgb[:20] = rng.integers(0, 256, (20, rgb.shape[1], 3), dtype=np.uint8)  # noise: every byte value
+    gray = np.ascontiguousarray(rgb[..., 1])
+    for name, img in (("rgb.png", rgb), ("gray.png", gray)):
+        data = store.encode_png(img)
+        (tmp_path / name).write_bytes(data)
+        with Image.open(tmp_path / name) as im:
+            assert np.array_equal(np.asarray(im), img)
+    assert np.array_equal(load_rgb(tmp_path / "rgb.png"), rgb)
+    assert np.array_equal(load_mask(tmp_path / "gray.png"), gray)
+    with pytest.raises(ValueError):
+        store.encode_png(rgb.astype(np.float32))
+
+
+def test_a_crop_that_cannot_be_written_stops_the_job_without_a_record(tmp_path, astronaut_rgb):
+    """Crops are written on a background thread; its error still stops the job (the store is unusable) and the
+    item gets no record, so a later run redoes it."""
+    src = tmp_path / "astronaut.png"
+    cv2.imwrite(str(src), cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))
+    store = tmp_path / "store"
+    init_store(store, PrepareOptions(frames=1))
+    (store / "crops").write_text("a file where the crops folder should be")
+    with pytest.raises(UnmaskError, match="cannot write to the store"):
+        run_prepare([_row(src)], store, PrepareOptions(frames=1, workers=1), progress=False)
+    assert PreparedStore(store).items() == []
+    (store / "crops").unlink()
+    summary = run_prepare([_row(src)], store, PrepareOptions(frames=1, workers=1), progress=False)
+    assert summary["ok"] == 1 and len(PreparedStore(store).faces()) == 1
+
+
 # --- options, shards, the CLI -------------------------------------------------------------------------------
 
 

@@ -19,16 +19,8 @@ from unmask.synthesis.landmarks import PARTS
 
 
 @pytest.fixture(scope="module")
-def face(astronaut_rgb):
-    """(crop 256x256 RGB, 81 landmarks) of the astronaut's face, as the pair pipeline would see it."""
-    from unmask.data.crops import margin_crop
-    from unmask.data.faces import build_face_detector
-
-    f = build_face_detector("dlib_hog").detect(astronaut_rgb)[0]
-    mc = margin_crop(astronaut_rgb, f.box, f.landmarks81, 0.15)
-    h, w = mc.image.shape[:2]
-    img = cv2.resize(mc.image, (256, 256), interpolation=cv2.INTER_LINEAR)
-    return img, (mc.landmarks * np.array([256 / w, 256 / h], np.float32)).astype(np.float32)
+def face(astronaut_face_256):
+    return astronaut_face_256
 
 
 def _raw(generator, lm, rng, draw=DrawConfig(), elastic=None, **kw):

@@ -21,16 +21,11 @@ CONFIGS = sorted((REPO / "configs" / "synthesis").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
-def face(astronaut_rgb):
+def face(astronaut_rgb, astronaut_face_256):
     """(crop 256x256, 81 landmarks, a donor pool with another 'identity') from the astronaut portrait."""
-    from unmask.data.crops import margin_crop
     from unmask.data.faces import build_face_detector
 
-    f = build_face_detector("dlib_hog").detect(astronaut_rgb)[0]
-    mc = margin_crop(astronaut_rgb, f.box, f.landmarks81, 0.15)
-    h, w = mc.image.shape[:2]
-    img = cv2.resize(mc.image, (256, 256), interpolation=cv2.INTER_LINEAR)
-    lm = (mc.landmarks * np.array([256 / w, 256 / h], np.float32)).astype(np.float32)
+    img, lm = astronaut_face_256
     # A second "identity": the same portrait, mirrored and recoloured (mirrored landmarks re-detected).
     other = np.ascontiguousarray(cv2.cvtColor(astronaut_rgb[:, ::-1], cv2.COLOR_RGB2BGR))
     of = build_face_detector("dlib_hog").detect(other)[0]

@@ -25,6 +25,7 @@ once. Sharding for clusters: shard ``i`` of ``n`` takes the items whose key hash
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -35,16 +36,17 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from unmask.data import store as st
 from unmask.data.crops import storage_crop
 from unmask.data.faces import WEAK_SCORE, Face, FaceDetector, build_face_detector
-from unmask.data.media import (DEFAULT_MAX_PIXELS, MediaError, SampledVideo, is_image, is_video, read_image,
-                               sample_frame_folder, sample_video_frames)
+from unmask.data.media import (DEFAULT_MAX_PIXELS, MediaError, SampledVideo, VideoSampler, is_image, is_video,
+                               read_image, sample_frame_folder)
 from unmask.data.records import ManifestRow
+from unmask.data.store import encode_png
 from unmask.errors import UnmaskError
 from unmask.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -105,10 +107,12 @@ class FacePipeline:
     """Detector + landmarks + storage crops for one frame; build once per process (models load once).
 
     Within one video (``start_video()``), the detector is told the size of the smallest face of the previous
-    kept frame (``min_face`` = 0.85 x that) so it can run on a smaller copy of the frame -- HOG's cost grows with
-    the pixels it scans, and a 250 px face needs no 640 px copy. Every ``refresh``-th kept frame, and whenever the
-    hinted pass finds fewer faces than the previous frame, the frame is detected at the normal scale again, so
-    a new, smaller face is missed for at most ``refresh - 1`` kept frames. ``adaptive=False`` turns this off.
+    kept frame (``min_face`` = 0.85 x that) and where its faces were (``near``), so it can scan only the region
+    around them, on a smaller copy -- HOG's cost grows with the pixels it scans, and a 250 px face needs no 640 px
+    copy of the whole frame. Every ``refresh``-th kept frame, and whenever the hinted pass finds fewer faces than
+    the previous frame, the whole frame is detected at the normal scale again, so a new face (smaller, or away
+    from the others) is missed for at most ``refresh - 1`` kept frames. ``adaptive=False`` turns this off; a
+    detector whose ``detect`` takes no ``min_face`` / ``near`` gets no hints.
     """
 
     def __init__(self, detector: str | FaceDetector = "dlib_hog", max_crop_side: int = 640, adaptive: bool = True,
@@ -118,10 +122,16 @@ class FacePipeline:
         self.adaptive = adaptive
         self.refresh = max(1, int(refresh))
         self._video: dict[str, Any] | None = None
+        try:
+            params = inspect.signature(self.detector.detect).parameters
+        except (TypeError, ValueError):
+            params = {}
+        self._hint_args = [a for a in ("min_face", "near") if a in params]
 
     def start_video(self) -> None:
         """The next frames come from one video, in order (enables the face-size hint)."""
-        self._video = {"since_full": 0, "min_face": None, "count": 0} if self.adaptive else None
+        hinted = self.adaptive and "min_face" in self._hint_args
+        self._video = {"since_full": 0, "min_face": None, "count": 0, "boxes": []} if hinted else None
 
     def end_video(self) -> None:
         self._video = None
@@ -133,7 +143,8 @@ class FacePipeline:
             return self.detector.detect(rgb)
         faces: list[Face] | None = None
         if v["min_face"] and v["since_full"] < self.refresh - 1:
-            faces = self.detector.detect(rgb, min_face=0.85 * v["min_face"])
+            hints = {"min_face": 0.85 * v["min_face"], "near": v["boxes"]}
+            faces = self.detector.detect(rgb, **{a: hints[a] for a in self._hint_args})
             v["since_full"] += 1
             if len(faces) < v["count"]:
                 faces = None  # lost a face: look again at the normal scale
@@ -143,6 +154,7 @@ class FacePipeline:
         sides = [min(f.box[2] - f.box[0], f.box[3] - f.box[1]) for f in faces if f.score >= WEAK_SCORE]
         v["min_face"] = float(min(sides)) if sides else None
         v["count"] = len(faces)
+        v["boxes"] = [f.box for f in faces]
         return faces
 
     def crops(self, rgb: np.ndarray, faces: list[Face], mask: np.ndarray | None = None):
@@ -158,81 +170,147 @@ def faces_for_frame(rgb: np.ndarray, detector: "FaceDetector | FacePipeline") ->
 # --- one item ------------------------------------------------------------------------------------------------
 
 
-def encode_png(img: np.ndarray) -> bytes:
-    """Lossless PNG, tuned for speed: the 'up' filter + RLE deflate encode a face crop ~2.5x faster than
-    libpng's adaptive filtering at level 1 for about the same size (measured: benchmarks/prepare_speed.py)."""
-    import cv2
-
-    arr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.ndim == 3 else img
-    ok, buf = cv2.imencode(".png", arr, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER,
-                                         cv2.IMWRITE_PNG_FILTER_UP, cv2.IMWRITE_PNG_STRATEGY,
-                                         cv2.IMWRITE_PNG_STRATEGY_RLE])
-    if not ok:
-        raise OSError("PNG encoding failed")
-    return buf.tobytes()
-
-
 def _round(a: np.ndarray, nd: int = 2) -> list:
     return np.round(np.asarray(a, dtype=np.float64), nd).tolist()
 
 
-def _load_frames(row: ManifestRow, opts: PrepareOptions, threads: int) -> tuple[str, SampledVideo, float]:
-    """(kind, sampled frames, image scale) for a row's source; unreadable input -> MediaError."""
+def _open_frames(row: ManifestRow, opts: PrepareOptions,
+                 threads: int) -> tuple[str, SampledVideo, Iterable[tuple[int, np.ndarray]], float]:
+    """(kind, info, frames, image scale) for a row's source; unreadable input -> MediaError.
+
+    ``frames`` yields (index, RGB) in index order. A video's are streamed by a ``VideoSampler`` (one decoded frame
+    in memory at a time; ``info``'s decode figures are final once it is exhausted); images and frame folders are
+    read at once.
+    """
     try:
-        return _load_frames_unchecked(row, opts, threads)
+        return _open_frames_unchecked(row, opts, threads)
     except OSError as exc:  # permissions, I/O errors on the input: the item's problem, not the store's
         raise MediaError(f"cannot read {row.source}: {exc.strerror or exc}") from None
 
 
-def _load_frames_unchecked(row: ManifestRow, opts: PrepareOptions, threads: int) -> tuple[str, SampledVideo, float]:
+def _open_frames_unchecked(row: ManifestRow, opts: PrepareOptions,
+                           threads: int) -> tuple[str, SampledVideo, Iterable[tuple[int, np.ndarray]], float]:
     src = Path(row.source)
     if src.is_dir():
-        return "frames", sample_frame_folder(src, opts.frames, max_pixels=opts.image_max_pixels), 1.0
+        sv = sample_frame_folder(src, opts.frames, max_pixels=opts.image_max_pixels)
+        return "frames", sv, sv.frames, 1.0
     if is_image(src):
         li = read_image(src, max_pixels=opts.image_max_pixels)
         h, w = li.rgb.shape[:2]
         sv = SampledVideo(frames=[(0, li.rgb)], frames_decoded=1, frame_count=1, fps=0.0, rotation=0,
                           targets=[0], width=w, height=h)
-        return "image", sv, li.scale
+        return "image", sv, sv.frames, li.scale
     if is_video(src):
-        return "video", sample_video_frames(src, opts.frames, threads=threads), 1.0
+        sampler = VideoSampler(src, opts.frames, threads=threads)
+        return "video", sampler.info, sampler, 1.0
     if not src.exists():
         raise MediaError(f"file not found: {src}")
     raise MediaError(f"unsupported file type {src.suffix or '(no extension)'!r}")
 
 
-def _load_masks(row: ManifestRow, kind: str, indices: list[int], shape_of: dict[int, tuple[int, int]],
-                opts: PrepareOptions, threads: int) -> tuple[dict[int, np.ndarray], str | None]:
-    """Mask frames at the kept indices as HxW uint8 (same size as the frames), or a reason they are missing."""
-    import cv2
+def _timed_frames(frames: Iterable[tuple[int, np.ndarray]], timing: dict[str, float],
+                  source: str) -> Iterator[tuple[int, np.ndarray]]:
+    """``frames`` with the time spent producing them added to ``timing["decode_s"]``; an I/O error while reading
+    the input becomes a MediaError (the item's problem, not the store's)."""
+    it = iter(frames)
+    while True:
+        t = time.perf_counter()
+        try:
+            item = next(it)
+        except StopIteration:
+            timing["decode_s"] += time.perf_counter() - t
+            return
+        except OSError as exc:
+            raise MediaError(f"cannot read {source}: {exc.strerror or exc}") from None
+        timing["decode_s"] += time.perf_counter() - t
+        yield item
 
+
+def _load_masks(row: ManifestRow, kind: str, indices: list[int], opts: PrepareOptions,
+                threads: int) -> tuple[dict[int, np.ndarray], str | None]:
+    """Mask frames at ``indices`` as HxW uint8 (max over the channels), or a reason they are missing."""
     if not row.mask_source:
         return {}, None
     src = Path(row.mask_source)
+    out: dict[int, np.ndarray] = {}
     try:
         if kind == "image" and is_image(src):
-            sv = SampledVideo(frames=[(0, read_image(src, max_pixels=opts.image_max_pixels).rgb)], frames_decoded=1,
-                              frame_count=1, fps=0.0, rotation=0)
+            frames: Iterable[tuple[int, np.ndarray]] = [(0, read_image(src, max_pixels=opts.image_max_pixels).rgb)]
         elif src.is_dir():
-            sv = sample_frame_folder(src, len(indices), indices=indices)
+            frames = sample_frame_folder(src, len(indices), indices=indices).frames
         else:
-            sv = sample_video_frames(src, len(indices), indices=indices, threads=threads)
-    except MediaError as exc:
+            frames = VideoSampler(src, len(indices), indices=indices, threads=threads)
+        for i, rgb in frames:  # one channel each as they come: a mask video never sits in memory as RGB
+            out[i] = rgb.max(axis=2)
+    except (MediaError, OSError) as exc:
         return {}, f"mask unreadable: {exc}"
-    out = {}
-    for i, rgb in sv.frames:
-        m = rgb.max(axis=2)
-        if i in shape_of and m.shape != shape_of[i]:
-            m = cv2.resize(m, (shape_of[i][1], shape_of[i][0]), interpolation=cv2.INTER_NEAREST)
-        out[i] = m
     missing = [i for i in indices if i not in out]
     return out, (f"mask missing for frames {missing[:5]}" if missing else None)
 
 
+def _mask_for(masks: dict[int, np.ndarray], index: int, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The mask of frame ``index`` at the frame's size (nearest-neighbour if the mask video's size differs)."""
+    import cv2
+
+    m = masks.get(index)
+    if m is not None and m.shape != tuple(shape[:2]):
+        m = cv2.resize(m, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return m
+
+
+class CropWriter:
+    """Encodes and writes crops (PNG, atomic, fsync'ed) on one background thread while the caller goes on with
+    the next frame: the fsync waits (a few ms per file on a busy disk) then overlap decoding and detection instead
+    of stalling the worker. CPU time is the same. ``wait()`` -- before the item's record is written -- returns
+    once every crop is on disk and re-raises the first error; ``drain()`` waits and drops errors (an item that
+    failed anyway, before its crops are removed).
+    """
+
+    def __init__(self) -> None:
+        self._pool = None
+        self._pending: list = []
+
+    def submit(self, path: Path, img: np.ndarray) -> None:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unmask-crop-writer")
+        self._pending.append(self._pool.submit(_write_png, path, img))
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for fut in pending:
+            fut.result()
+
+    def drain(self) -> None:
+        pending, self._pending = self._pending, []
+        for fut in pending:
+            try:
+                fut.result()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        """Drain, then stop the thread."""
+        self.drain()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    atomic_write_bytes(path, encode_png(img))
+
+
 def process_item(row: ManifestRow, root: Path, opts: PrepareOptions, pipeline: FacePipeline,
-                 threads: int = 0) -> dict[str, Any]:
-    """Prepare one item into the store at ``root`` and return its record (already written)."""
+                 threads: int = 0, writer: CropWriter | None = None) -> dict[str, Any]:
+    """Prepare one item into the store at ``root`` and return its record (already written).
+
+    ``writer``: where crops are written (a ``CropWriter`` of the worker; by default one for this item).
+    """
     t0 = time.perf_counter()
+    own_writer = writer is None
+    writer = writer or CropWriter()
     key = row.key
     root = Path(root)
     _clear_item(root, key)
@@ -241,34 +319,36 @@ def process_item(row: ManifestRow, root: Path, opts: PrepareOptions, pipeline: F
     rec: dict[str, Any] = {"format_version": st.STORE_VERSION, "key": key, "row": row.to_json(),
                            "frames_requested": opts.frames}
     timing = {"decode_s": 0.0, "detect_s": 0.0, "landmarks_s": 0.0, "write_s": 0.0}
+    frames: Iterable[tuple[int, np.ndarray]] = []
+    sampler = None
     try:
-        kind, sv, img_scale = _load_frames(row, opts, threads)
-        t1 = time.perf_counter()
-        timing["decode_s"] = t1 - t0
-        rec.update({"kind": kind, "frame_count": sv.frame_count, "frames_decoded": sv.frames_decoded,
-                    "container_frame_count": sv.container_frame_count, "fps": sv.fps, "rotation": sv.rotation,
-                    "size": [sv.width, sv.height], "image_scale": img_scale, "targets": sv.targets,
-                    "missing": sv.missing, "seeks": sv.seeks, "warning": sv.warning})
-        shapes = {i: rgb.shape[:2] for i, rgb in sv.frames}
-        masks, mask_warning = _load_masks(row, kind, [i for i, _ in sv.frames], shapes, opts, threads)
-        if mask_warning:
-            rec["mask_warning"] = mask_warning
+        kind, sv, frames, img_scale = _open_frames(row, opts, threads)
+        sampler = frames if isinstance(frames, VideoSampler) else None
+        timing["decode_s"] = time.perf_counter() - t0
+        masks: dict[int, np.ndarray] = {}
+        if row.mask_source:
+            if not sv.targets:  # a video without timestamps: its targets are known only once decoded
+                frames = list(_timed_frames(frames, timing, row.source))
+            indices = [i for i, _ in frames] if isinstance(frames, list) else list(sv.targets)
+            masks, mask_warning = _load_masks(row, kind, indices, opts, threads)
+            if mask_warning:
+                rec["mask_warning"] = mask_warning
         frames_out = []
         t_write = 0.0
         if kind != "image":
             pipeline.start_video()
-        for index, rgb in sv.frames:
+        for index, rgb in _timed_frames(frames, timing, row.source):
             faces = pipeline.faces(rgb)
-            crops = pipeline.crops(rgb, faces, mask=masks.get(index))
+            crops = pipeline.crops(rgb, faces, mask=_mask_for(masks, index, rgb.shape))
             tw = time.perf_counter()
             face_recs = []
             for fi, (face, crop) in enumerate(zip(faces, crops)):
                 rel = st.crop_relpath(key, index, fi)
-                atomic_write_bytes(root / rel, encode_png(crop.image))
+                writer.submit(root / rel, crop.image)
                 mrel = None
                 if crop.mask is not None:
                     mrel = st.crop_relpath(key, index, fi, kind=st.MASKS_DIR)
-                    atomic_write_bytes(root / mrel, encode_png(crop.mask))
+                    writer.submit(root / mrel, crop.mask)
                 face_recs.append({
                     "face_index": fi, "crop": rel, "mask": mrel, "score": round(float(face.score), 4),
                     "box": _round(crop.box), "landmarks": _round(crop.landmarks),
@@ -278,6 +358,16 @@ def process_item(row: ManifestRow, root: Path, opts: PrepareOptions, pipeline: F
             t_write += time.perf_counter() - tw
             frames_out.append({"index": int(index), "faces": face_recs})
         pipeline.end_video()
+        tw = time.perf_counter()
+        writer.wait()  # every crop on disk before the record says the item is done
+        t_write += time.perf_counter() - tw
+        frames_out.sort(key=lambda f: f["index"])
+        rec.update({"kind": kind, "frame_count": sv.frame_count, "frames_decoded": sv.frames_decoded,
+                    "container_frame_count": sv.container_frame_count, "fps": sv.fps, "rotation": sv.rotation,
+                    "size": [sv.width, sv.height], "image_scale": img_scale, "targets": sv.targets,
+                    "missing": sv.missing, "seeks": sv.seeks, "warning": sv.warning})
+        if "mask_warning" in rec:  # keep the record's key order: mask_warning after the decode figures
+            rec["mask_warning"] = rec.pop("mask_warning")
         rec["frames"] = frames_out
         timing["write_s"] = t_write
         n_kept = len(frames_out)
@@ -292,17 +382,25 @@ def process_item(row: ManifestRow, root: Path, opts: PrepareOptions, pipeline: F
             rec["outcome"] += f" ({len(sv.missing)} of {len(sv.targets)} frames undecodable)"
     except MediaError as exc:
         pipeline.end_video()
+        writer.drain()
         _clear_item(root, key)
         rec.update({"status": st.FAILED, "outcome": f"failed: {exc}", "reason": str(exc), "frames": []})
     except OSError:  # the store cannot be written (disk full, permissions): stop the job, mark nothing failed
         pipeline.end_video()
+        writer.drain()
         raise
     except Exception as exc:  # a bug or a native-library error: record it, the batch goes on
         pipeline.end_video()
+        writer.drain()
         _clear_item(root, key)
         msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         rec.update({"status": st.FAILED, "outcome": f"failed: {msg}", "reason": msg, "frames": [],
                     "traceback": traceback.format_exc(limit=8)})
+    finally:
+        if sampler is not None:
+            sampler.close()
+        if own_writer:
+            writer.close()
     s1 = dict(det_stats) if det_stats else {}
     timing["detect_s"] = s1.get("detect_s", 0.0) - s0.get("detect_s", 0.0)
     timing["landmarks_s"] = s1.get("landmarks_s", 0.0) - s0.get("landmarks_s", 0.0)
@@ -350,6 +448,7 @@ def _init_worker(opts_json: dict[str, Any], root: str) -> None:
                                        adaptive=opts.adaptive_detect, **opts.detector_opts)
     threads = opts.decode_threads or (1 if opts.workers > 1 else 0)
     _WORKER["threads"] = threads
+    _WORKER["writer"] = CropWriter()
     try:  # decoding and cv2 inside a worker: one thread each, the pool provides the parallelism
         import cv2
 
@@ -368,7 +467,8 @@ def _work(row_json: dict[str, Any]) -> dict[str, Any]:
     crash_on = os.environ.get("UNMASK_PREPARE_FAULT")  # fault injection for the crash-recovery test
     if crash_on and crash_on in row.key:
         os._exit(3)
-    rec = process_item(row, root, _WORKER["opts"], _WORKER["pipeline"], threads=_WORKER["threads"])
+    rec = process_item(row, root, _WORKER["opts"], _WORKER["pipeline"], threads=_WORKER["threads"],
+                       writer=_WORKER["writer"])
     marker.unlink(missing_ok=True)
     return _brief(rec)
 
@@ -481,8 +581,10 @@ def _run_pool(todo: list[ManifestRow], root: Path, opts: PrepareOptions, on_resu
         shutil.rmtree(running, ignore_errors=True)
         ex = ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx, initializer=_init_worker,
                                  initargs=(_opts_json(opts), str(root)))
+        procs: dict[int, Any] = {}
         try:
             futs = [ex.submit(_work, r.to_json()) for r in pending]
+            procs = dict(getattr(ex, "_processes", None) or {})  # pid -> Process (spawned by the submits)
             for fut in as_completed(futs):
                 on_result(fut.result())
             pending = []
@@ -497,7 +599,8 @@ def _run_pool(todo: list[ManifestRow], root: Path, opts: PrepareOptions, on_resu
             ex.shutdown(wait=False, cancel_futures=True)
             culprits = set()
             if running.is_dir():
-                culprits = {p.read_text().strip() for p in running.glob("*.txt")}
+                culprits = {m.read_text().strip() for m in running.glob("*.txt")
+                            if not _stopped_by_pool(procs.get(_pid_of(m)))}
             for key in culprits:
                 crashes[key] = crashes.get(key, 0) + 1
             left = [r for r in pending if not is_done(root, r.key)]
@@ -509,6 +612,25 @@ def _run_pool(todo: list[ManifestRow], root: Path, opts: PrepareOptions, on_resu
                 else:
                     pending.append(r)
     shutil.rmtree(running, ignore_errors=True)
+
+
+def _pid_of(marker: Path) -> int | None:
+    try:
+        return int(marker.stem)
+    except ValueError:
+        return None
+
+
+def _stopped_by_pool(proc, timeout: float = 5.0) -> bool:
+    """Whether a worker was a bystander of a broken pool: when one worker dies, the pool terminates the others
+    (SIGTERM) mid-item. Their items are redone without being charged a crash; the worker that died by itself
+    (OOM kill, native crash: another exit code) is the culprit."""
+    import signal
+
+    if proc is None:
+        return False
+    proc.join(timeout)
+    return proc.exitcode == -signal.SIGTERM
 
 
 def _record_crash(root: Path, row: ManifestRow, opts: PrepareOptions) -> dict[str, Any]:

@@ -84,14 +84,79 @@ def read_item_record(path: Path) -> dict[str, Any] | None:
     return rec
 
 
-def load_rgb(path: str | os.PathLike) -> np.ndarray:
-    """A stored crop as HxWx3 uint8 RGB."""
+# --- crops: lossless PNG -------------------------------------------------------------------------------------
+#
+# Crops stay lossless: forgery traces must not get a second lossy compression. Writing: every scanline gets
+# PNG's "up" filter (difference to the row above, one numpy subtraction) and the result is deflated by ISA-L
+# (the ``isal`` package) at its level 1 -- 1.5 ms for a 460x390 face crop where libpng/zlib at level 1 with
+# the same filter takes ~5 ms, and the file is a little smaller (~156 vs ~162 KB). Without ``isal`` the same
+# filter + zlib's RLE strategy run through OpenCV. Either way a standard PNG that any reader decodes to the
+# same pixels. Reading (~2.5 ms per crop, most of it zlib's inflate inside libpng) does not depend on which
+# writer made the file; stored (level 0) files decode in 0.8 ms but are 3.7x larger.
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_DEFLATE_LEVEL = 1  # ISA-L level (0-3): 1 measured fastest with the smallest files on face crops
+
+
+def _isal_zlib():
+    try:
+        from isal import isal_zlib
+    except ImportError:  # optional speed-up; OpenCV's encoder is used without it
+        return None
+    return isal_zlib
+
+
+def _png_chunk(kind: bytes, data, crc32) -> bytes:
+    import struct
+
+    return struct.pack(">I", len(data)) + kind + bytes(data) + struct.pack(">I", crc32(data, crc32(kind)) & 0xFFFFFFFF)
+
+
+def encode_png(img: np.ndarray, deflate_level: int = PNG_DEFLATE_LEVEL) -> bytes:
+    """An RGB (HxWx3) or gray (HxW) uint8 image as lossless PNG bytes, fast (see the section comment)."""
+    import struct
+
+    arr = np.asarray(img)
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"encode_png needs an HxW or HxWx3 uint8 image, got {arr.shape} {arr.dtype}")
+    isal_zlib = _isal_zlib()
+    if isal_zlib is None:
+        return _encode_png_cv2(arr)
+    h, w = arr.shape[:2]
+    rows = np.ascontiguousarray(arr).reshape(h, -1)
+    scan = np.empty((h, rows.shape[1] + 1), np.uint8)
+    scan[:, 0] = 2  # filter type "up"
+    scan[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=scan[1:, 1:])  # uint8 arithmetic wraps: PNG's modulo-256 difference
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2 if arr.ndim == 3 else 0, 0, 0, 0)
+    crc = isal_zlib.crc32
+    return b"".join([_PNG_SIGNATURE, _png_chunk(b"IHDR", ihdr, crc),
+                     _png_chunk(b"IDAT", isal_zlib.compress(scan, deflate_level), crc), _png_chunk(b"IEND", b"", crc)])
+
+
+def _encode_png_cv2(arr: np.ndarray) -> bytes:
+    """The same filter through OpenCV (libpng + zlib, RLE strategy): ~2.5x faster than libpng's adaptive
+    filtering at level 1 for about the same size."""
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    bgr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if arr.ndim == 3 else arr
+    ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER,
+                                         cv2.IMWRITE_PNG_FILTER_UP, cv2.IMWRITE_PNG_STRATEGY,
+                                         cv2.IMWRITE_PNG_STRATEGY_RLE])
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    """A stored crop as HxWx3 uint8 RGB (decoded straight to RGB where OpenCV can: no BGR copy)."""
+    import cv2
+
+    flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.11
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR if flag is None else flag)
     if img is None:
         raise UnmaskError(f"cannot read stored crop {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img if flag is not None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def load_mask(path: str | os.PathLike) -> np.ndarray:
