@@ -104,7 +104,7 @@ def rate(fn, n: int) -> tuple[float, float]:
 STAGES = [  # (label, function name as cProfile records it, module substring)
     ("decode PNG", "load_rgb", "store.py"),
     ("margin crop", "margin_crop", "crops.py"),
-    ("resize to size", "resize_square", "pair_dataset.py"),
+    ("resize to size", "resize_face", "crops.py"),
     ("  landmark checks", "check_landmarks", "landmarks.py"),
     ("  mask: draw + warp + elastic", "generate_raw_mask", "masks.py"),
     ("  mask: blur", "boundary_blur", "blur.py"),
@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     _single_core()
     from unmask.data.store import load_rgb
     from unmask.synthesis import build_synthesizer
-    from unmask.synthesis.pair_dataset import PairDataset, resize_square
+    from unmask.data.crops import resize_face
+    from unmask.synthesis.pair_dataset import PairDataset
     from unmask.data.crops import margin_crop
 
     tmp = tempfile.TemporaryDirectory(prefix="unmask-synth-bench-")
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             for k, f in enumerate(faces):
                 mc = margin_crop(decoded[f.crop_path], f.box, f.landmarks, (0.04, 0.20), rng=k)
                 h, w = mc.image.shape[:2]
-                crops.append((resize_square(mc.image, size), mc.landmarks * np.array([size / w, size / h], np.float32)))
+                crops.append((resize_face(mc.image, size), mc.landmarks * np.array([size / w, size / h], np.float32)))
             r_synth = rate(lambda i: synth.synth(*crops[i % len(crops)], i), args.n)
             r_pair = rate(lambda i: ds_mem[i % len(ds_mem)], args.n)
             r_png = rate(lambda i: ds_png[i % len(ds_png)], args.n)

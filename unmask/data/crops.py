@@ -117,6 +117,22 @@ class StoredCrop:
     mask: np.ndarray | None = None  # HxW uint8, same size as image
 
 
+def resize_face(img: np.ndarray, size: int) -> np.ndarray:
+    """A face crop -> ``size`` x ``size``: area-averaging when shrinking, bilinear when enlarging.
+
+    The one resize between a crop and the network, shared by training pairs, training/validation faces and
+    test-time scoring: a detector keyed to high-frequency traces must see the same resampling at test time
+    as in training.
+    """
+    import cv2
+
+    h, w = img.shape[:2]
+    if (h, w) == (size, size):
+        return img
+    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)
+
+
 def _resize(img: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
     import cv2
 

@@ -35,13 +35,10 @@ def default_device() -> str:
 
 
 def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
-    """A face crop -> ``size`` x ``size`` RGB uint8, bilinear: the resize training uses (unmask.train.data)."""
-    import cv2
+    """A face crop -> ``size`` x ``size`` RGB uint8, exactly as training resizes it (``crops.resize_face``)."""
+    from unmask.data.crops import resize_face
 
-    h, w = crop.shape[:2]
-    if (h, w) == (size, size):
-        return crop
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
+    return resize_face(crop, size)
 
 
 def to_batch(crops: Sequence[np.ndarray], size: int):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from unmask.data.crops import margin_crop
+from unmask.data.crops import margin_crop, resize_face
 from unmask.errors import UnmaskError
 from unmask.synthesis.config import FinalAugConfig, SynthConfig
 from unmask.synthesis.landmarks import SynthesisError, check_landmarks
@@ -41,13 +41,6 @@ def _default_loader(rec: Any) -> np.ndarray:
     from unmask.data.store import load_rgb
 
     return load_rgb(rec.crop_path)
-
-
-def resize_square(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize to size x size: area-averaging when shrinking, bilinear when enlarging."""
-    h, w = img.shape[:2]
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-    return cv2.resize(img, (size, size), interpolation=interp)
 
 
 def final_augment(img: np.ndarray, cfg: FinalAugConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
@@ -131,7 +124,7 @@ class PairDataset(Dataset):
         where = getattr(rec, "crop_path", f"face {index}")
         mc = margin_crop(img, rec.box, rec.landmarks, self.margin, rng=rng)
         h, w = mc.image.shape[:2]
-        real = resize_square(mc.image, self.image_size)
+        real = resize_face(mc.image, self.image_size)
         lm = mc.landmarks * np.array([self.image_size / w, self.image_size / h], np.float32)
         try:
             res = self.synthesizer.synth(real, lm, rng, identity=getattr(rec, "identity", None)

@@ -15,12 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from unmask.data.crops import margin_crop
+from unmask.data.crops import margin_crop, resize_face
 from unmask.data.records import FAKE, REAL, FaceRecord
 from unmask.data.store import load_rgb
 from unmask.errors import UnmaskError
@@ -60,7 +59,7 @@ class FaceDataset(Dataset):
             self.margin if isinstance(self.margin, float) else float(np.mean(self.margin))
         )
         crop = margin_crop(img, rec.box, None, margin, rng=rng).image
-        crop = cv2.resize(crop, (self.image_size, self.image_size), interpolation=cv2.INTER_LINEAR)
+        crop = resize_face(crop, self.image_size)
         if self.augment and rng.random() < 0.5:
             crop = crop[:, ::-1]
         return {"image": to_tensor(crop), "label": torch.tensor(rec.label, dtype=torch.long),
