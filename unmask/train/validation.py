@@ -13,16 +13,16 @@ from collections import defaultdict
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
 from unmask.data.records import FaceRecord
 from unmask.evaluate.aggregate import frame_score
+from unmask.evaluate.metrics import auc, choose_threshold
 from unmask.models import Detector
 
 
 def _auc(labels: list[int], scores: list[float]) -> float | None:
-    return float(roc_auc_score(labels, scores)) if len(set(labels)) == 2 else None
+    return float(auc(labels, scores)) if len(set(labels)) == 2 else None
 
 
 @torch.no_grad()
@@ -71,6 +71,9 @@ def video_metrics(faces: list[FaceRecord], scores: np.ndarray) -> dict[str, floa
         "video_auc": _auc(v_labels, v_scores),
         "frame_auc": _auc(frame_labels, frame_values),
         "video_acc": acc,
+        # the validation-chosen decision threshold (max video accuracy); saved in the checkpoint's ``val``, it is
+        # what `unmask evaluate` reports Acc@thr with and what `unmask detect` calls a verdict with
+        "threshold": choose_threshold(v_labels, v_scores) if len(set(v_labels)) == 2 else None,
         "videos": len(items),
         "real_videos": int(sum(1 for y in v_labels if y == 0)),
         "frames": len(frame_values),
