@@ -600,7 +600,7 @@ def _run_pool(todo: list[ManifestRow], root: Path, opts: PrepareOptions, on_resu
             culprits = set()
             if running.is_dir():
                 culprits = {m.read_text().strip() for m in running.glob("*.txt")
-                            if not _stopped_by_pool(procs.get(_pid_of(m)))}
+                            if _died_by_itself(procs.get(_pid_of(m)))}
             for key in culprits:
                 crashes[key] = crashes.get(key, 0) + 1
             left = [r for r in pending if not is_done(root, r.key)]
@@ -621,16 +621,17 @@ def _pid_of(marker: Path) -> int | None:
         return None
 
 
-def _stopped_by_pool(proc, timeout: float = 5.0) -> bool:
-    """Whether a worker was a bystander of a broken pool: when one worker dies, the pool terminates the others
-    (SIGTERM) mid-item. Their items are redone without being charged a crash; the worker that died by itself
-    (OOM kill, native crash: another exit code) is the culprit."""
+def _died_by_itself(proc, timeout: float = 30.0) -> bool:
+    """Whether a worker is the culprit of a broken pool. When one worker dies (OOM kill, native crash), the pool
+    terminates the others (SIGTERM) mid-item: those bystanders' items are redone without being charged a crash.
+    A worker still alive after ``timeout`` (a loaded machine: the pool has not reached it yet) did not die by
+    itself either. An unknown pid cannot be cleared and counts as the culprit."""
     import signal
 
     if proc is None:
-        return False
+        return True
     proc.join(timeout)
-    return proc.exitcode == -signal.SIGTERM
+    return proc.exitcode is not None and proc.exitcode != -signal.SIGTERM
 
 
 def _record_crash(root: Path, row: ManifestRow, opts: PrepareOptions) -> dict[str, Any]:
