@@ -100,13 +100,19 @@ def video_score(frame_scores: Sequence[float | None], no_face_score: float = 0.5
     return float(np.mean(vals)), len(vals)
 
 
+def pick_evenly(items: Sequence, limit: int | None) -> list:
+    """At most ``limit`` items spread evenly over ``items``, first and last included, in order (all of them
+    when ``limit`` is 0/None or the list is short enough). Used for frames here and for faces in training."""
+    items = list(items)
+    if not limit or limit <= 0 or len(items) <= limit:
+        return items
+    picks = np.linspace(0, len(items) - 1, limit).round().astype(int)
+    return [items[i] for i in sorted(set(picks.tolist()))]
+
+
 def evenly_spaced(values: Sequence[int], n: int) -> list[int]:
     """At most ``n`` evenly spaced elements of the sorted ``values`` (all of them when ``n`` <= 0 or enough)."""
-    vals = sorted(values)
-    if n <= 0 or len(vals) <= n:
-        return vals
-    picks = np.linspace(0, len(vals) - 1, n).round().astype(int)
-    return [vals[i] for i in sorted(set(picks.tolist()))]
+    return pick_evenly(sorted(values), n)
 
 
 def aggregate(faces: Iterable[FaceScore], items: Iterable[ItemInfo], cfg: AggregationConfig) -> list[UnitScore]:

@@ -23,6 +23,7 @@ from unmask.data.crops import margin_crop, resize_face
 from unmask.data.records import FAKE, REAL, FaceRecord
 from unmask.data.store import load_rgb
 from unmask.errors import UnmaskError
+from unmask.evaluate.aggregate import pick_evenly
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -66,14 +67,6 @@ class FaceDataset(Dataset):
                 "index": torch.tensor(index, dtype=torch.long)}
 
 
-def evenly_spaced(items: list, limit: int | None) -> list:
-    """At most ``limit`` items spread over the list (keeps every video represented in a quick run)."""
-    if not limit or len(items) <= limit:
-        return items
-    idx = np.linspace(0, len(items) - 1, limit).round().astype(int)
-    return [items[i] for i in idx]
-
-
 @dataclass
 class TrainData:
     train: Dataset
@@ -104,7 +97,7 @@ def build_train_data(cfg, recipe) -> TrainData:
     if recipe.kind == "pairs":
         from unmask.synthesis import PairDataset, build_synthesizer, pair_collate
 
-        faces = evenly_spaced(_store_faces(store, d.train_split, [REAL], None, d.dataset, d.largest_only), d.max_faces)
+        faces = pick_evenly(_store_faces(store, d.train_split, [REAL], None, d.dataset, d.largest_only), d.max_faces)
         if not faces:
             raise UnmaskError(f"no real faces in split {d.train_split!r} of {d.store}")
         train = PairDataset(faces, build_synthesizer(recipe.synthesizer), image_size=size, margin=tuple(d.margin),
@@ -113,7 +106,7 @@ def build_train_data(cfg, recipe) -> TrainData:
     else:
         faces = _store_faces(store, d.train_split, [REAL, FAKE], d.fake_methods and ["real", *d.fake_methods],
                              d.dataset, d.largest_only)
-        faces = evenly_spaced(faces, d.max_faces)
+        faces = pick_evenly(faces, d.max_faces)
         if not faces:
             raise UnmaskError(f"no faces in split {d.train_split!r} of {d.store}")
         train = FaceDataset(faces, size, tuple(d.margin), seed=cfg.seed, augment=d.augment)
@@ -121,7 +114,7 @@ def build_train_data(cfg, recipe) -> TrainData:
     val, val_faces = None, []
     if d.val_split:
         # Every face of a frame (the frame score is the max over faces), all manipulation methods.
-        val_faces = evenly_spaced(_store_faces(store, d.val_split, [REAL, FAKE], None, d.dataset, False),
+        val_faces = pick_evenly(_store_faces(store, d.val_split, [REAL, FAKE], None, d.dataset, False),
                                   d.max_val_faces)
         if val_faces:
             val = FaceDataset(val_faces, size, float(d.val_margin), seed=0, augment=False)
