@@ -64,15 +64,15 @@ def test_kill_mid_epoch_and_resume_reproduces_the_losses(tmp_path):
     code = _CHILD.format(tests=str(TESTS), args=RESUME_ARGS, run=str(run))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
-    state = torch.load(run / "last.pt", weights_only=False)
+    state = torch.load(run / "last.pt", weights_only=True)
     assert state["step"] == 6 and state["training"]["step_in_epoch"] == 2  # a mid-epoch resume point
 
     resumed = train(load_train_config(None, RESUME_ARGS), run, data=toy_train_data(n=12))
     assert resumed.losses == ref.losses[6:]  # exactly, not approximately
     logged = [r["loss"] for r in read_metrics(run, "train")]
     assert logged == ref.losses  # the log reads as one uninterrupted run
-    a = torch.load(run / "last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "ref" / "last.pt", weights_only=False)["model"]
+    a = torch.load(run / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "ref" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -111,8 +111,8 @@ def test_two_process_ddp_ranks_agree(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
-    r0 = torch.load(tmp_path / "rank0.pt", weights_only=False)
-    r1 = torch.load(tmp_path / "rank1.pt", weights_only=False)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert r0["weights"].keys() == r1["weights"].keys()
     for k in r0["weights"]:
         if "running" in k or "num_batches" in k:

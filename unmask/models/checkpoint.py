@@ -12,13 +12,21 @@ Layout of the saved dict::
     val:      validation metrics of these weights (or None)
     epoch, step: where training was when it was saved
     training: optional resume state (optimizer, scheduler, rng, method, ...)
+
+Loading never runs code from the file. ``torch.load`` unpickles, and a pickle can call any Python function
+while it is read, so every checkpoint is read with ``weights_only=True``: torch's restricted unpickler, which
+rebuilds tensors and plain containers (dict, list, tuple, str, int, float, bool, None) and refuses any other
+global. Everything unmask saves is therefore plain data: :func:`plain_data` turns numpy values into tensors and
+Python scalars before saving (the numpy RNG state of a resume, numpy floats in validation metrics).
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from unmask.errors import UnmaskError, WeightsNotFoundError
@@ -41,7 +49,7 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (a crash mid-write leaves the previous file intact)."""
-    state = {
+    state = plain_data({
         "format": CHECKPOINT_FORMAT,
         "detector": detector.meta(),
         "model": {k: v.detach().cpu() for k, v in detector.state_dict().items()},
@@ -51,8 +59,26 @@ def save_checkpoint(
         "step": step,
         "training": training,
         **(extra or {}),
-    }
+    })
     return atomic_torch_save(path, state)
+
+
+def plain_data(obj: Any) -> Any:
+    """``obj`` with numpy arrays as tensors and numpy scalars / Paths as Python values, recursively, so the
+    saved file loads under ``weights_only=True``. Other types pass through (torch.save then writes them and a
+    load refuses them: a bug shows at the first resume test, never as a silent pickle)."""
+    if isinstance(obj, dict):
+        return {k: plain_data(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        out = [plain_data(v) for v in obj]
+        return out if isinstance(obj, list) else tuple(out)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -72,11 +98,22 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint dict; a foreign or corrupt file is a one-line error naming it."""
     path = resolve_checkpoint(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if "weights_only" in str(exc) or "global" in str(exc).lower():
+            raise UnmaskError(f"refusing to load {path}: it holds Python objects other than tensors and plain data, "
+                              "which could run code when unpickled (unmask loads checkpoints with "
+                              "weights_only=True)") from None
+        raise UnmaskError(f"cannot read checkpoint {path}: {first or exc.__class__.__name__}") from None
     except Exception as exc:
-        raise UnmaskError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UnmaskError(f"cannot read checkpoint {path}: {exc.__class__.__name__}: {first}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise UnmaskError(f"{path} is not an unmask checkpoint (format {CHECKPOINT_FORMAT!r} expected)")
+    for key, kind in (("detector", dict), ("model", dict)):
+        if not isinstance(state.get(key), kind):
+            raise UnmaskError(f"{path} is an incomplete unmask checkpoint: no {key!r} section")
     state["path"] = str(path)
     return state
 
@@ -88,7 +125,13 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
     ``epoch``, ``step`` and ``path`` (the file actually loaded).
     """
     state = load_checkpoint(path)
-    detector = detector_from_meta(state["detector"])
+    try:
+        detector = detector_from_meta(state["detector"])
+    except UnmaskError:
+        raise
+    except Exception as exc:  # a meta naming an unknown backbone or missing a field
+        raise UnmaskError(f"checkpoint {state['path']} has an unusable detector description: "
+                          f"{exc.__class__.__name__}: {exc}") from None
     try:
         detector.load_state_dict(state["model"])
     except RuntimeError as exc:

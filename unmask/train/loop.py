@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from unmask.methods import build_method
 from unmask.models import save_checkpoint
+from unmask.errors import UnmaskError
 from unmask.models.checkpoint import load_checkpoint
 from unmask.train.config import TrainConfig, config_to_dict
 from unmask.train.data import TrainData, build_train_data
@@ -108,7 +109,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
     epoch, step_in_epoch, global_step, best = 0, 0, 0, None
     if (run_dir / LAST).is_file():
         state = load_checkpoint(run_dir / LAST, map_location="cpu")
-        tr = state["training"]
+        tr = state.get("training")
+        if not isinstance(tr, dict):
+            raise UnmaskError(f"{run_dir / LAST} holds no resume state; train into a new --out, or delete it")
         if tr.get("module") is not None:  # a training module larger than its detector (e.g. teacher + student)
             module.load_state_dict(tr["module"])
         else:
