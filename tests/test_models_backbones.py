@@ -141,3 +141,52 @@ def test_unknown_names_are_errors():
 
 def test_every_pretrained_source_is_named():
     assert {"none", "timm", "efficientnet_lite0_pypi"} <= set(PRETRAINED_SOURCES)
+
+
+def test_head_runs_once_with_dropout_on_in_train_mode():
+    """logits = classifier(dropout(features)) from one head pass: the dropout draw a plain forward makes, applied
+    to the clean pooled features that NRS clusters (two head passes would draw two different masks)."""
+    torch.manual_seed(0)
+    det = build_detector("tf_efficientnet_lite0", pretrained=None, input_size=64, drop_rate=0.4).train()
+    x = torch.rand(4, 3, 64, 64)
+    torch.manual_seed(1)
+    logits, feats = det(x, return_features=True)
+    torch.manual_seed(1)  # the trunk draws nothing random (no drop-path): the next draw is the head's dropout mask
+    expected = det.net.get_classifier()(torch.nn.functional.dropout(feats, 0.4, training=True))
+    assert torch.allclose(logits, expected, atol=1e-6)
+    torch.manual_seed(1)
+    assert torch.allclose(det(x), logits, atol=1e-6)  # the same logits as a plain forward with the same draw
+    assert torch.allclose(det.features(x), feats, atol=1e-6)  # features carry no dropout
+    torch.manual_seed(2)
+    assert not torch.allclose(det(x), logits)  # dropout does act in train mode
+    det.eval()
+    with torch.no_grad():
+        lg, f = det(x, return_features=True)
+    assert torch.allclose(lg, det.net.get_classifier()(f), atol=1e-6)  # and not at test time
+
+
+def test_drop_path_reaches_the_trunk_and_survives_a_rebuild():
+    from unmask.models.detector import detector_from_meta
+
+    det = build_detector("tf_efficientnet_lite0", pretrained=None, drop_rate=0.4, drop_path_rate=0.2)
+    rates = [m.drop_prob for m in det.net.modules() if type(m).__name__ == "DropPath"]
+    assert rates and 0.15 < max(rates) <= 0.2  # timm scales it linearly with depth up to drop_path_rate
+    again = detector_from_meta(det.meta())
+    assert again.drop_rate == 0.4 and again.meta() == det.meta()
+    assert [m.drop_prob for m in again.net.modules() if type(m).__name__ == "DropPath"] == rates
+
+
+@pytest.mark.parametrize("config", ["configs/sbi/effb4_ffpp.yaml", "configs/bbmg_nrs/effb4_ffpp.yaml",
+                                    "configs/bbmg_nrs/table11_row1_none.yaml"])
+def test_paper_000_configs_use_sbi_regularization(config):
+    from pathlib import Path
+
+    from unmask.methods import build_method
+    from unmask.train.config import load_train_config
+
+    cfg = load_train_config(Path(__file__).resolve().parents[1] / config, ["model.pretrained=null"])
+    assert (cfg.model.drop_rate, cfg.model.drop_path_rate) == (0.4, 0.2)  # SBI's EfficientNet-B4
+    with torch.device("meta"):
+        det = build_method(cfg).build()
+    assert isinstance(det.head_drop, torch.nn.Dropout) and det.head_drop.p == 0.4
+    assert max(m.drop_prob for m in det.net.modules() if type(m).__name__ == "DropPath") == pytest.approx(0.2, abs=0.02)

