@@ -46,9 +46,11 @@ from unmask.data.faces import WEAK_SCORE, Face, FaceDetector, build_face_detecto
 from unmask.data.media import (DEFAULT_MAX_PIXELS, MediaError, SampledVideo, VideoSampler, is_image, is_video,
                                read_image, sample_frame_folder)
 from unmask.data.records import ManifestRow
+from unmask.data.shard_lock import shard_lock
 from unmask.data.store import encode_png
 from unmask.errors import UnmaskError
 from unmask.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from unmask.process import exit_with_parent
 
 RUNNING_DIR = ".running"  # <shard>/<worker pid>.txt -> key of the item in progress (names a crash's culprit)
 
@@ -458,6 +460,11 @@ def _init_worker(opts_json: dict[str, Any], root: str) -> None:
         pass
 
 
+def _init_pool_worker(opts_json: dict[str, Any], root: str, parent_pid: int) -> None:
+    exit_with_parent(parent_pid)  # kill -9 of `unmask prepare` must not leave workers behind
+    _init_worker(opts_json, root)
+
+
 def _work(row_json: dict[str, Any]) -> dict[str, Any]:
     root: Path = _WORKER["root"]
     row = ManifestRow.from_json(row_json)
@@ -505,11 +512,24 @@ def init_store(root: Path, opts: PrepareOptions) -> None:
 
 def run_prepare(rows: Iterable[ManifestRow], out: str | os.PathLike, opts: PrepareOptions | None = None,
                 progress: bool = True, log=None) -> dict[str, Any]:
-    """Prepare ``rows`` into the store ``out`` (resumable, sharded, parallel); returns the run's summary."""
-    from tqdm import tqdm
+    """Prepare ``rows`` into the store ``out`` (resumable, sharded, parallel); returns the run's summary.
 
+    A second run of the same shard into the same store is refused (:class:`~unmask.data.shard_lock.ShardLockedError`,
+    naming the holder) without touching the store."""
     opts = opts or PrepareOptions()
     root = Path(out).expanduser().resolve()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnmaskError(f"cannot create the store {root}: {exc.strerror or exc}") from None
+    with shard_lock(root, opts.shard):  # one writer per shard; refused before anything is written
+        return _run_prepare_locked(rows, root, opts, progress, log)
+
+
+def _run_prepare_locked(rows: Iterable[ManifestRow], root: Path, opts: PrepareOptions, progress: bool,
+                        log) -> dict[str, Any]:
+    from tqdm import tqdm
+
     init_store(root, opts)
     rows = list(rows)
     shard_rows = [r for r in rows if in_shard(r.key, opts.shard)]
@@ -579,8 +599,8 @@ def _run_pool(todo: list[ManifestRow], root: Path, opts: PrepareOptions, on_resu
     fruitless = 0  # pool breaks in a row that finished nothing and named no culprit
     while pending:
         shutil.rmtree(running, ignore_errors=True)
-        ex = ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(_opts_json(opts), str(root)))
+        ex = ProcessPoolExecutor(max_workers=opts.workers, mp_context=ctx, initializer=_init_pool_worker,
+                                 initargs=(_opts_json(opts), str(root), os.getpid()))
         procs: dict[int, Any] = {}
         try:
             futs = [ex.submit(_work, r.to_json()) for r in pending]

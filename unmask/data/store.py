@@ -41,12 +41,32 @@ STORE_META = "store.json"
 OK, PARTIAL, NO_FACE, FAILED = "ok", "partial", "no_face", "failed"
 
 
+def check_key(key: str) -> str:
+    """An item key as a relative path: no empty, "." or ".." part, not absolute -- so that no key (from an
+    adapter's file names or a record on disk) can make a read or write land outside the store."""
+    parts = str(key).replace("\\", "/").split("/")
+    if not key or str(key).startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise UnmaskError(f"item key {key!r} is not a clean relative path (empty, '.' or '..' parts)")
+    return str(key)
+
+
 def item_record_path(root: Path, key: str) -> Path:
-    return Path(root) / ITEMS_DIR / f"{key}.json"
+    return Path(root) / ITEMS_DIR / f"{check_key(key)}.json"
 
 
 def crop_relpath(key: str, frame_index: int, face_index: int, kind: str = CROPS_DIR) -> str:
-    return f"{kind}/{key}/{frame_index:06d}_{face_index}.png"
+    return f"{kind}/{check_key(key)}/{frame_index:06d}_{face_index}.png"
+
+
+def resolve_in_store(root: Path, rel: str, where: str) -> Path:
+    """``root / rel`` for a path read from a record, refused unless it stays inside the store: a record is data
+    from a file and must not point a reader (or a training job's loader) at ``/etc`` or ``../../``."""
+    text = str(rel).replace("\\", "/")
+    parts = text.split("/")
+    if not text or text.startswith("/") or os.path.isabs(text) or any(p in ("", ".", "..") for p in parts):
+        raise UnmaskError(f"{where}: path {rel!r} in the record leaves the store or is not clean; "
+                          "the store is damaged or was tampered with")
+    return Path(root) / text  # lexical check only: a symlink the store's owner made inside it is theirs
 
 
 @dataclass
@@ -232,14 +252,17 @@ class PreparedStore:
     def _face_record(self, rec: dict[str, Any], row: dict[str, Any], frame_index: int,
                      face: dict[str, Any]) -> FaceRecord:
         mask = face.get("mask")
+        where = f"item record {rec['key']}"
+        crop = resolve_in_store(self.root, face["crop"], where)
+        mask_path = resolve_in_store(self.root, mask, where) if mask else None
         return FaceRecord(
             item_key=rec["key"], dataset=row["dataset"], video_id=row["video_id"], label=int(row["label"]),
             method=row["method"], split=row.get("split"), frame_index=int(frame_index),
-            face_index=int(face["face_index"]), crop_path=str(self.root / face["crop"]),
+            face_index=int(face["face_index"]), crop_path=str(crop),
             box=np.asarray(face["box"], dtype=np.float32), landmarks=np.asarray(face["landmarks"], dtype=np.float32),
             score=float(face["score"]), frame_box=np.asarray(face["frame_box"], dtype=np.float32),
             crop_origin=(int(face["crop_origin"][0]), int(face["crop_origin"][1])),
-            mask_path=str(self.root / mask) if mask else None, identity=row.get("identity"),
+            mask_path=str(mask_path) if mask_path else None, identity=row.get("identity"),
         )
 
     def summary(self) -> dict[str, Any]:

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from unmask.process import exit_with_parent
+
 
 def seed_everything(seed: int) -> None:
     """Seed python, numpy's legacy global RNG (for third-party code) and torch (CPU + CUDA)."""
@@ -24,7 +26,9 @@ def seed_everything(seed: int) -> None:
 
 
 def worker_init_fn(worker_id: int) -> None:
-    """DataLoader workers: derive numpy/python seeds from torch's per-worker seed (base seed + worker id)."""
+    """DataLoader workers: derive numpy/python seeds from torch's per-worker seed (base seed + worker id), and
+    end with the trainer (a kill -9 of ``unmask train`` must not leave its loader workers behind)."""
+    exit_with_parent()
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
