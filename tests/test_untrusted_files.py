@@ -1,6 +1,6 @@
-"""A checkpoint is data, never code: a pickle payload in a checkpoint is refused by every command that loads one.
+"""Files from elsewhere are data, never code or a way out: checkpoints with pickle payloads, store records with paths.
 
-The payload is a real one: an object whose ``__reduce__`` makes the unpickler call ``pathlib.Path.touch`` on a
+The checkpoint payload is a real one: an object whose ``__reduce__`` makes the unpickler call ``pathlib.Path.touch`` on a
 marker file. Were any loader to unpickle with ``weights_only=False``, the marker would exist afterwards.
 """
 
@@ -113,3 +113,29 @@ def test_incomplete_checkpoint_is_one_line(tmp_path, drop, capsys):
     rc = main(["export", "--checkpoint", str(tmp_path), "--output", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
     assert rc == 1 and f"no {drop!r} section" in err and "Traceback" not in err, err
+
+
+def test_store_records_cannot_point_outside_the_store(tmp_path, astronaut_rgb):
+    import json
+
+    import cv2
+
+    from unmask.data.prepare import PrepareOptions, run_prepare
+    from unmask.data.records import ManifestRow
+    from unmask.data.store import PreparedStore, check_key
+
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))
+    row = ManifestRow(dataset="generic", video_id="a", label=0, method="real", source=str(img))
+    run_prepare([row], tmp_path / "store", PrepareOptions(frames=1, workers=1), progress=False)
+    (rec_path,) = (tmp_path / "store" / "items").rglob("*.json")
+    assert len(PreparedStore(tmp_path / "store").faces()) == 1
+    for bad in ("../../a.png", "/etc/passwd", "crops/./x.png", "crops/../../x.png"):
+        rec = json.loads(rec_path.read_text())
+        rec["frames"][0]["faces"][0]["crop"] = bad
+        rec_path.write_text(json.dumps(rec))
+        with pytest.raises(UnmaskError, match="leaves the store"):
+            PreparedStore(tmp_path / "store").faces()
+    for key in ("generic/real/na/..", "../x", "/abs/key", "a//b", "./a"):
+        with pytest.raises(UnmaskError, match="not a clean relative path"):
+            check_key(key)
