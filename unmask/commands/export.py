@@ -22,6 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--untrained", action="store_true", help="export an untrained backbone (for pipeline tests)")
     p.add_argument("--backbone", default="tf_efficientnet_lite0", help="backbone for --untrained (default: %(default)s)")
     p.add_argument("--pretrained", default="none", help="weights source for --untrained (default: none = random init)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --untrained's random weights (default 0)")
     p.add_argument("--output", "-o", help="ONNX file to write (default: <checkpoint stem>.onnx beside the checkpoint)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--tolerance", type=float, default=1e-3,
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     detector, meta = open_detector(args.checkpoint, untrained=args.untrained, backbone=args.backbone,
                                    pretrained=None if args.pretrained in ("none", "") else args.pretrained,
-                                   device="cpu")
+                                   device="cpu", seed=args.seed)
     if args.output:
         out = Path(args.output)
     elif meta.get("path"):

@@ -8,7 +8,14 @@ take random margins and evaluation a fixed one without decoding the video again.
 The job is parallel (--workers), sharded for clusters (--shard i/n: run shard i of n anywhere, into the
 same --out), and resumable (finished items are skipped; an interrupted run leaves no half-written file).
 Every item gets an outcome (ok / no face in k of N frames / failed: reason) and the run ends with a
-summary. Layout and formats: docs/prepare.md.
+summary that accounts for every entry the adapter saw: items by outcome, videos that decode only in part
+(truncated: warning), and entries that are not items (unsupported type, hidden, symlink loop, broken symlink,
+listed in an index but missing), each with its reason. Valid symlinks are followed. Layout and formats:
+docs/prepare.md.
+
+Exit code: 0 when at least one item of the shard has a face in the store (items that failed are listed in
+the summary and their records; rerun with --retry-failed); 1 when none has (every item failed or had no
+face), or on an error; 2 for a usage error; 130 when interrupted (rerunning resumes).
 
 examples:
   unmask prepare ffpp /data/FaceForensics++ --out prepared/ffpp_c23 --compression c23 --frames 32
@@ -71,6 +78,22 @@ def _adapter_opts(args: argparse.Namespace) -> dict:
     return opts
 
 
+def _warnings(out: str, keys: set[str]) -> dict[str, str]:
+    """Item key -> decode warning (truncated / partly decodable video) for the shard's items in the store."""
+    from unmask.data.media import decode_warning
+    from unmask.data.store import PreparedStore
+
+    found = {}
+    for o in PreparedStore(out).items():
+        rec = o.record or {}
+        if o.key in keys:
+            w = decode_warning(rec.get("warning"), int(rec.get("frame_count") or 0),
+                               int(rec.get("container_frame_count") or 0), rec.get("missing"), rec.get("targets"))
+            if w:
+                found[o.key] = w
+    return found
+
+
 def format_summary(s: dict) -> str:
     t = s["timing"]
     lines = [
@@ -91,23 +114,38 @@ def format_summary(s: dict) -> str:
         lines.append(f"  {key}: {outcome}")
     if len(s.get("failures", {})) > 20:
         lines.append(f"  ... {len(s['failures']) - 20} more failures (see the item records)")
+    warned = s.get("decode_warnings", {})
+    if warned:
+        lines.append(f"partly decodable (kept the frames that decode): {len(warned)}")
+        lines += [f"  {k}: {w}" for k, w in list(warned.items())[:20]]
+    skipped = s.get("skipped_entries", [])
+    counts = s.get("skipped_by_reason", {})
+    lines.append(f"not items (skipped by the adapter): {len(skipped)}"
+                 + (" -- " + ", ".join(f"{n} {r}" for r, n in counts.items()) if counts else ""))
+    lines += [f"  {e['path']}: {e['reason']}" for e in skipped[:20]]
+    if len(skipped) > 20:
+        lines.append(f"  ... {len(skipped) - 20} more (see --json)")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    from unmask.data.adapters import list_items
-    from unmask.data.prepare import PrepareOptions, parse_shard, run_prepare
+    from unmask.data.adapters import list_items_report
+    from unmask.data.prepare import PrepareOptions, in_shard, parse_shard, run_prepare
 
     if args.frames < 1:
         raise CommandError("--frames must be at least 1")
     if args.workers < 1:
         raise CommandError("--workers must be at least 1")
     shard = parse_shard(args.shard)
-    rows = list_items(args.dataset, args.root, **_adapter_opts(args))
+    listing = list_items_report(args.dataset, args.root, **_adapter_opts(args))
+    rows = listing.rows
     if args.limit is not None:
         rows = rows[: args.limit]
     if not rows:
-        raise CommandError(f"{args.dataset}: no items under {args.root} match the filters")
+        why = "; ".join(f"{e.path}: {e.reason}" for e in listing.skipped[:3])
+        raise CommandError(f"{args.dataset}: no items under {args.root} match the filters"
+                           + (f" ({len(listing.skipped)} entries skipped: {why}{' ...' if len(listing.skipped) > 3 else ''})"
+                              if listing.skipped else ""))
     det_opts = {}
     if args.detect_max_side is not None:
         det_opts["detect_max_side"] = args.detect_max_side
@@ -120,5 +158,12 @@ def run(args: argparse.Namespace) -> int:
             print(msg, file=sys.stderr)
 
     summary = run_prepare(rows, args.out, opts, progress=not args.no_progress, log=log)
+    summary["skipped_entries"] = [e.to_json() for e in listing.skipped]
+    summary["skipped_by_reason"] = listing.skipped_by_reason()
+    summary["decode_warnings"] = _warnings(summary["store"], {r.key for r in rows if in_shard(r.key, shard)})
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    whole = summary.get("shard_store") or {}
+    if not (whole.get("ok", 0) + whole.get("partial", 0)):
+        raise CommandError(f"no item succeeded: of the {whole.get('items', 0)} items of this shard in the store, "
+                           f"{whole.get('failed', 0)} failed and {whole.get('no_face', 0)} have no face")
     return 0

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         label, _, path = spec.partition("=") if "=" in spec else ("", "", spec)
         det, meta = open_detector(path or None, untrained=args.untrained and not path, backbone=args.backbone,
                                   pretrained=None if args.pretrained in ("none", "") else args.pretrained,
-                                  device=args.device)
+                                  device=args.device, seed=args.seed)
         label = label or (Path(meta["path"]).parent.name if meta.get("path") else "untrained")
         if label in models:
             raise CommandError(f"two checkpoints with the row label {label!r}; name them LABEL=RUN")

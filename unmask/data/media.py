@@ -41,8 +41,14 @@ import numpy as np
 
 from unmask.errors import UnmaskError
 
+# The one list of readable media types: every adapter, `prepare` and `detect` use it (a type is listed only once a
+# file of it was encoded and decoded by the functions below: tests/test_media_types.py). .gif is a video (PyAV reads
+# animated and still GIFs). Not listed, because they do not decode here: .ts / .mts / .m2ts (MPEG-TS: no frame comes
+# out of the seek-sampling path) and .ogv (no Theora encoder to test with).
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
-VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp"})
+VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp",
+                        ".asf", ".f4v", ".gif"})
+MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS
 DEFAULT_MAX_PIXELS = 40_000_000  # ~8K; larger images decode at 1/2, 1/4 or 1/8 size
 
 
@@ -56,6 +62,98 @@ def is_image(path: str | os.PathLike) -> bool:
 
 def is_video(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTS
+
+
+def is_media(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in MEDIA_EXTS
+
+
+# --- listing folders without silent drops ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    """A folder entry that is not read as an item, and why (every listing reports these instead of hiding them)."""
+
+    path: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+def _link_problem(path: Path) -> str | None:
+    """Why a symlink cannot be followed (loop, missing target), or None when it can. Valid links are followed."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop"
+        if exc.errno == errno.ENOENT:
+            return f"broken symlink (target {os.readlink(path)!r} does not exist)"
+        return f"unreadable symlink ({exc.strerror or exc})"
+    return None
+
+
+def scan_folder(folder: str | os.PathLike, *, recursive: bool = False, exts: frozenset[str] | tuple[str, ...] = MEDIA_EXTS,
+                skipped: list[SkippedEntry] | None = None, dir_reason: str = "directory (not descended into)",
+                ) -> list[Path]:
+    """The files of ``folder`` (sorted; all levels when ``recursive``) whose type is in ``exts``; every other entry
+    is appended to ``skipped`` with its reason: hidden name, unsupported type, symlink loop, broken symlink, a
+    directory when not recursive, not a regular file, a folder that cannot be listed.
+
+    Valid symlinks are followed (to files and, when recursive, to folders); a link to a folder being walked or to
+    one above it is a loop and is skipped, so the walk always ends. Zero-byte and corrupt files *are* returned: reading them gives
+    the item its own reason.
+    """
+    sink: list[SkippedEntry] = skipped if skipped is not None else []
+    out: list[Path] = []
+    wanted = {e.lower() for e in exts}
+
+    def walk(d: Path, ancestors: frozenset[str]) -> None:
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError as exc:
+            sink.append(SkippedEntry(str(d), f"cannot list folder ({exc.strerror or exc})"))
+            return
+        for e in entries:
+            p = Path(e.path)
+            if e.name.startswith("."):
+                sink.append(SkippedEntry(str(p), "hidden entry"))
+                continue
+            if e.is_symlink():
+                problem = _link_problem(p)
+                if problem:
+                    sink.append(SkippedEntry(str(p), problem))
+                    continue
+            try:
+                is_dir = e.is_dir()  # follows a valid link
+                is_file = e.is_file()
+            except OSError as exc:
+                sink.append(SkippedEntry(str(p), f"unreadable entry ({exc.strerror or exc})"))
+                continue
+            if is_dir:
+                real = os.path.realpath(p)
+                if not recursive:
+                    sink.append(SkippedEntry(str(p), dir_reason))
+                elif real in ancestors or any(a.startswith(real.rstrip(os.sep) + os.sep) for a in ancestors):
+                    sink.append(SkippedEntry(str(p), f"symlink loop (leads back to {real})"))
+                else:
+                    walk(p, ancestors | {real})
+            elif not is_file:
+                sink.append(SkippedEntry(str(p), "not a regular file"))
+            elif p.suffix.lower() not in wanted and p.suffix.lower() in MEDIA_EXTS:
+                sink.append(SkippedEntry(str(p), f"{p.suffix.lower()!r} files are not items of this layout"))
+            elif p.suffix.lower() not in wanted:
+                sink.append(SkippedEntry(str(p), f"unsupported file type {p.suffix.lower() or '(no extension)'!r}"))
+            else:
+                out.append(p)
+
+    top = Path(folder)
+    walk(top, frozenset({os.path.realpath(top)}))
+    return sorted(out)
 
 
 def _check_file(path: Path) -> None:
@@ -171,6 +269,23 @@ class SampledVideo:
     warning: str | None = None  # e.g. "truncated file (last packet incomplete)"
     width: int = 0
     height: int = 0
+
+    def decode_warning(self) -> str | None:
+        """One line for reports when the file was only partly readable (truncated, frames lost), else None."""
+        return decode_warning(self.warning, self.frame_count, self.container_frame_count, self.missing, self.targets)
+
+
+def decode_warning(warning: str | None, frame_count: int, container_frame_count: int, missing, targets) -> str | None:
+    """What a partly decodable video lost, in one line (``SampledVideo`` fields, or a prepared item's record).
+
+    Reported by ``detect``, ``evaluate`` and ``prepare`` so a truncated file never passes as a whole one.
+    """
+    parts = [warning] if warning else []
+    if container_frame_count and frame_count and container_frame_count > frame_count:
+        parts.append(f"{frame_count} of the {container_frame_count} frames its header claims are readable")
+    if missing:
+        parts.append(f"{len(missing)} of {len(targets or missing)} sampled frames undecodable")
+    return "; ".join(parts) or None
 
 
 def even_indices(count: int, num: int) -> list[int]:

@@ -141,6 +141,7 @@ class SetResult:
     out_dir: Path | None
     reused: bool = False
     seconds: float = 0.0
+    groups: dict[str, dict] = field(default_factory=dict)  # --group-by column -> value -> metrics
 
 
 def score_set(detector, ts: TestSet, path: Path, settings: EvalSettings, distortion: DistortionSpec | None = None,
@@ -175,7 +176,7 @@ def score_set(detector, ts: TestSet, path: Path, settings: EvalSettings, distort
     scorer = MediaScorer(detector, build_face_detector(settings.face_detector), margin=settings.margin,
                          num_frames=settings.aggregation.num_frames, batch_size=settings.batch_size,
                          min_face_fraction=settings.aggregation.min_face_fraction, distortion=dist)
-    return score_rows(scorer, rows, progress=progress, desc=desc)
+    return score_rows(scorer, rows, root=path, progress=progress, desc=desc)
 
 
 def _cell_key(meta: dict, ts: TestSet, path: Path, settings: EvalSettings, distortion: DistortionSpec | None) -> str:
@@ -197,8 +198,14 @@ def _cell_key(meta: dict, ts: TestSet, path: Path, settings: EvalSettings, disto
 
 def evaluate_set(detector, meta: dict, ts: TestSet, settings: EvalSettings, *, data_root: str | None = None,
                  out_dir: str | Path | None = None, distortion: DistortionSpec | None = None,
-                 progress: bool = False, reuse: bool = True, title: str | None = None) -> SetResult:
-    """Score one set, aggregate, compute metrics (overall and per method), write the report to ``out_dir``."""
+                 progress: bool = False, reuse: bool = True, title: str | None = None,
+                 group_by: Sequence[str] = ()) -> SetResult:
+    """Score one set, aggregate, compute metrics (overall and per method), write the report to ``out_dir``.
+
+    ``group_by``: columns (a row field such as split or compression, or any column of a CSV dataset) to break the
+    metrics down by (``report.per_group``); an unknown column is an error naming the known ones.
+    """
+    from unmask.evaluate.report import group_columns, per_group
     from unmask.evaluate.scoring import checkpoint_threshold
 
     path = resolve_set_path(ts, data_root)
@@ -219,8 +226,17 @@ def evaluate_set(detector, meta: dict, ts: TestSet, settings: EvalSettings, *, d
     scored = score_set(detector, ts, path, settings, distortion, progress)
     units = aggregate(scored.faces, scored.items, settings.aggregation)
     if not units:
+        if scored.failed:
+            k, r = scored.failed[0]
+            raise UnmaskError(f"test set {ts.name or ts.path}: nothing to evaluate: all {len(scored.failed)} items "
+                              f"failed (first: {k}: {r})")
         raise UnmaskError(f"test set {ts.name or ts.path}: nothing to evaluate (no items match the filters)")
     table = per_method(units, threshold, settings.n_boot, settings.seed)
+    known = group_columns(scored.items + scored.failed_items)
+    for col in group_by:
+        if col not in known:
+            raise UnmaskError(f"--group-by {col!r}: not a column of this set; choose from {', '.join(known)}")
+    groups = {col: per_group(units, scored.items, col, threshold, settings.n_boot, settings.seed) for col in group_by}
     agg = settings.aggregation
     no_face = sum(1 for i in scored.items if i.key not in {f.item for f in scored.faces})
     notes = [
@@ -231,7 +247,7 @@ def evaluate_set(detector, meta: dict, ts: TestSet, settings: EvalSettings, *, d
         f"crop: detector box + {settings.margin:.1%} margin per side, resized to {getattr(detector, 'input_size', '?')} px",
     ]
     if scored.failed:
-        notes.append(f"{len(scored.failed)} items failed and are not in the metrics: "
+        notes.append(f"{len(scored.failed)} items failed and are not in the metrics (listed in scores.csv): "
                      + "; ".join(f"{k}: {r}" for k, r in scored.failed[:5]) + (" ..." if len(scored.failed) > 5 else ""))
     if distortion is not None and distortion.kind != "raw":
         notes.append(f"distortion {distortion.name} applied to "
@@ -245,8 +261,13 @@ def evaluate_set(detector, meta: dict, ts: TestSet, settings: EvalSettings, *, d
         suggestion = choose_threshold([u.label for u in units], [u.score for u in units])
         notes.append(f"accuracy-maximizing threshold on this set: {suggestion:.4f} (if this is a validation set, "
                      f"pass it as --threshold when evaluating test sets)")
+    warned = [i for i in scored.items if (i.extra or {}).get("warning")]
+    if warned:
+        notes.append(f"{len(warned)} items only partly decodable, scored on the frames that decode (warning column "
+                     f"of scores.csv): " + "; ".join(f"{i.extra.get('source')}: {i.extra['warning']}" for i in warned[:3])
+                     + (" ..." if len(warned) > 3 else ""))
     if meta.get("untrained"):
-        notes.append(meta.get("note", "untrained model"))
+        notes.append(meta.get("note", "untrained model") + (f" (seed {meta['seed']})" if "seed" in meta else ""))
     run_meta = {
         "key": key, "set": ts.name, "path": str(path), "splits": ts.splits, "methods": ts.methods,
         "level": agg.level, "checkpoint": meta.get("path"), "backbone": meta.get("backbone"),
@@ -256,8 +277,9 @@ def evaluate_set(detector, meta: dict, ts: TestSet, settings: EvalSettings, *, d
         "notes": notes,
     }
     if out is not None:
-        write_evaluation(out, units, table, run_meta, title=title or ts.name or "evaluation")
-    return SetResult(ts.name, table, units, scored.failed, out, seconds=time.perf_counter() - t0)
+        write_evaluation(out, units, table, run_meta, title=title or ts.name or "evaluation", items=scored.items,
+                         failed=scored.failed_items, groups=groups)
+    return SetResult(ts.name, table, units, scored.failed, out, seconds=time.perf_counter() - t0, groups=groups)
 
 
 # --- protocols ----------------------------------------------------------------------------------------------

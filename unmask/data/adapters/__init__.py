@@ -14,12 +14,18 @@ Expected layouts are documented in ``docs/datasets.md``.
 from __future__ import annotations
 
 import inspect
+import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from unmask.data.adapters._common import collect_skipped
+from unmask.data.media import SkippedEntry
 from unmask.data.records import SPLITS, ManifestRow
 from unmask.errors import UnmaskError
+
+log = logging.getLogger(__name__)
 
 Adapter = Callable[..., list[ManifestRow]]
 
@@ -83,13 +89,40 @@ def _as_list(value: str | Iterable[str] | None) -> list[str] | None:
     return out or None
 
 
+@dataclass
+class Listing:
+    """What an adapter found: the items, and every entry it left out with the reason (no silent drops)."""
+
+    rows: list[ManifestRow]
+    skipped: list[SkippedEntry] = field(default_factory=list)
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        """Reason -> count, the reason's details (link targets) folded away, most common first."""
+        counts: dict[str, int] = {}
+        for e in self.skipped:
+            key = e.reason.split(" (", 1)[0]
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def list_items(name: str, root: str | os.PathLike, **opts) -> list[ManifestRow]:
     """List benchmark ``name`` found under ``root`` as manifest rows, in a deterministic order.
 
     Raises ``UnmaskError`` (one line) for an unknown dataset or option, a missing root, a root with
     nothing recognizable in it, or a missing required index file. A filter that selects nothing
-    returns an empty list: that is the caller's call to make.
+    returns an empty list: that is the caller's call to make. Entries left out are logged as one warning;
+    ``list_items_report`` returns them.
     """
+    listing = list_items_report(name, root, **opts)
+    if listing.skipped:
+        counts = ", ".join(f"{n} {r}" for r, n in listing.skipped_by_reason().items())
+        log.warning("%s: %d entries under %s are not items (%s)", name, len(listing.skipped), root, counts)
+    return listing.rows
+
+
+def list_items_report(name: str, root: str | os.PathLike, **opts) -> Listing:
+    """``list_items`` plus the entries left out (unsupported type, symlink loop, broken link, listed but missing,
+    ...) each with its reason; commands print them in their summaries."""
     fn = _get(name)
     root = Path(root).expanduser()
     if not root.exists():
@@ -116,7 +149,8 @@ def list_items(name: str, root: str | os.PathLike, **opts) -> list[ManifestRow]:
             if bad:
                 raise UnmaskError(f"{name}: unknown method {bad[0]!r}; choose from {', '.join(known)}")
 
-    rows = fn(root, **opts)
+    with collect_skipped() as skipped:
+        rows = fn(root, **opts)
 
     if splits is not None:
         rows = [r for r in rows if r.split in splits]
@@ -129,7 +163,7 @@ def list_items(name: str, root: str | os.PathLike, **opts) -> list[ManifestRow]:
         if r.key in seen:
             raise UnmaskError(f"{name}: two items share the id {r.key!r}: {seen[r.key]} and {r.source}")
         seen[r.key] = r.source
-    return rows
+    return Listing(rows, sorted(set(skipped), key=lambda e: e.path))
 
 
 # Each module registers itself on import; import them explicitly (no import-time discovery).

@@ -1,29 +1,71 @@
-"""Small helpers shared by the adapters: listing media files, reading index files with one-line errors."""
+"""Small helpers shared by the adapters: listing media files (every skipped entry reported), reading index files
+with one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from unmask.data import media
+from unmask.data.media import SkippedEntry
 from unmask.errors import UnmaskError
 
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-MEDIA_EXTS = VIDEO_EXTS + IMAGE_EXTS
+# The project's one list of readable types (unmask.data.media), as tuples for str.endswith.
+VIDEO_EXTS = tuple(sorted(media.VIDEO_EXTS))
+IMAGE_EXTS = tuple(sorted(media.IMAGE_EXTS))
+MEDIA_EXTS = tuple(sorted(media.MEDIA_EXTS))
+
+# Entries the adapter running now left out (``collect_skipped``); None when nobody is collecting.
+_SKIPPED: ContextVar[list[SkippedEntry] | None] = ContextVar("unmask_adapter_skipped", default=None)
 
 
-def list_files(folder: Path, exts: tuple[str, ...] = VIDEO_EXTS) -> list[Path]:
-    """Files directly in ``folder`` with one of ``exts`` (case-insensitive), sorted; [] if it is absent.
+@contextlib.contextmanager
+def collect_skipped() -> Iterator[list[SkippedEntry]]:
+    """Collect every entry the adapters skip while the block runs (``list_items_report`` uses it), so adapters
+    report skips without each threading a list through its helpers."""
+    sink: list[SkippedEntry] = []
+    token = _SKIPPED.set(sink)
+    try:
+        yield sink
+    finally:
+        _SKIPPED.reset(token)
 
-    Hidden files (``.name``, e.g. macOS ``._x.mp4`` resource forks) are skipped.
+
+def note_skipped(path: str | Path, reason: str) -> None:
+    """Record an entry an adapter does not list as an item (kept only while someone collects)."""
+    sink = _SKIPPED.get()
+    if sink is not None:
+        sink.append(SkippedEntry(str(path), reason))
+
+
+def scan(folder: Path, exts: tuple[str, ...] = MEDIA_EXTS, recursive: bool = False,
+         known: tuple[str, ...] = ()) -> list[Path]:
+    """``media.scan_folder`` with the skipped entries noted; [] if the folder is absent.
+
+    ``known``: names of entries the adapter reads some other way (e.g. a ``videos/`` sub-folder): not noted.
     """
     if not folder.is_dir():
         return []
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in exts
-    )
+    local: list[SkippedEntry] = []
+    files = media.scan_folder(folder, recursive=recursive, exts=frozenset(exts), skipped=local)
+    for e in local:
+        if Path(e.path).parent != folder or Path(e.path).name not in known:
+            note_skipped(e.path, e.reason)
+    return files
+
+
+def list_files(folder: Path, exts: tuple[str, ...] = VIDEO_EXTS, known: tuple[str, ...] = ()) -> list[Path]:
+    """Files directly in ``folder`` with one of ``exts`` (case-insensitive), sorted; [] if it is absent.
+
+    Valid symlinks are followed; hidden entries (``.name``, e.g. macOS ``._x.mp4`` resource forks), other types,
+    sub-folders (except ``known`` ones), broken links and loops are skipped and noted with their reason
+    (``collect_skipped``).
+    """
+    return scan(folder, exts, known=known)
 
 
 def list_dirs(folder: Path) -> list[Path]:

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 
 from unmask.data.adapters import register_adapter
-from unmask.data.adapters._common import list_dirs, nothing_found, parse_label, read_csv, read_json
+from unmask.data.adapters._common import list_dirs, note_skipped, nothing_found, parse_label, read_csv, read_json
 from unmask.data.records import FAKE, REAL, SPLITS, ManifestRow
 from unmask.errors import UnmaskError
 
@@ -55,6 +55,7 @@ def _part_rows(part: Path) -> tuple[list[ManifestRow], int]:
             raise UnmaskError(f"{NAME}: {meta_path}: entry for {fname!r} is not an object")
         path = part / fname
         if not path.is_file():
+            note_skipped(path, f"listed in {meta_path.name} but not a file on disk")
             continue
         label = _metadata_label(entry, f"{NAME}: {meta_path}: {fname}")
         split = entry.get("split") if entry.get("split") in SPLITS else _folder_split(part)
@@ -80,6 +81,7 @@ def _test_rows(folder: Path) -> tuple[list[ManifestRow], int]:
     for n, rec in enumerate(table, 2):
         path = video_dir / rec["filename"]
         if not path.is_file():
+            note_skipped(path, f"listed in {labels_path.name} but not a file on disk")
             continue
         label = parse_label(rec["label"], f"{NAME}: {labels_path} line {n}")
         rows.append(

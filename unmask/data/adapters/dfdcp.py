@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from unmask.data.adapters import register_adapter
-from unmask.data.adapters._common import nothing_found, parse_label, read_json
+from unmask.data.adapters._common import note_skipped, nothing_found, parse_label, read_json
 from unmask.data.records import REAL, SPLITS, ManifestRow
 from unmask.errors import UnmaskError
 
@@ -40,6 +40,7 @@ def list_dfdcp(root: Path) -> list[ManifestRow]:
         rel_path = PurePosixPath(rel.replace("\\", "/"))
         path = root.joinpath(*rel_path.parts)
         if not path.is_file():
+            note_skipped(path, f"listed in {index.name} but not a file on disk")
             continue
         label = parse_label(str(entry["label"]), where)
         split = entry.get("set")

@@ -35,7 +35,7 @@ def list_ffiw(root: Path) -> list[ManifestRow]:
         for kind, label in (("source", REAL), ("target", FAKE)):
             for split in SPLITS:
                 folder = release / kind / split
-                for path in list_files(folder / "videos") + list_files(folder):
+                for path in list_files(folder / "videos") + list_files(folder, known=("videos",)):
                     rows.append(
                         ManifestRow(
                             dataset=NAME, video_id=f"{split}_{path.stem}", label=label,
