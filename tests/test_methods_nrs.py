@@ -110,3 +110,87 @@ def test_kmeans_finds_separated_clusters_deterministically():
     d = torch.cdist(true, c1)
     assert bool((d.min(dim=1).values < 0.1).all())
     assert kmeans(x[:2], 5).shape == (2, 2)  # k > N: one centre per point
+
+
+# --- short schedules: beta scaled to the run's length (nrs.beta_per_epoch), per-epoch weight summaries ---------
+
+from pathlib import Path  # noqa: E402
+
+from _train_fixtures import one_torch_thread, ToyPairs, toy_pair_collate  # noqa: E402,F401 (autouse)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _cfg(path, *overrides):
+    from unmask.train.config import load_train_config
+
+    return load_train_config(path, list(overrides))
+
+
+def test_tiny_profile_scales_beta_to_its_epochs_and_paper_configs_keep_200():
+    from unmask.methods import build_method
+
+    tiny = build_method(_cfg(CONFIGS / "tiny" / "bbmg_nrs.yaml"))
+    assert tiny.beta == 2 * tiny.cfg.epochs == 8  # the paper's ratio, 200 / 100
+    assert build_method(_cfg(CONFIGS / "tiny" / "bbmg_nrs.yaml", "epochs=6")).beta == 12  # follows an override
+    for name in ("effb4_ffpp", "table11_row3_nrs", "table11_row4_bbmg_nrs"):
+        paper = build_method(_cfg(CONFIGS / "bbmg_nrs" / f"{name}.yaml"))
+        assert paper.options.nrs.beta_per_epoch is None and paper.beta == 200.0
+
+
+def _run_epochs(*overrides, epochs=4, steps=3):
+    """bbmg_nrs on a random-init resnet18 over toy pairs: the method's hooks as the trainer calls them."""
+    from unmask.methods import build_method
+    from unmask.train.optim import build_optimizer
+
+    cfg = _cfg(None, "method.name=bbmg_nrs", "method.nrs.start_epoch=2", "method.nrs.k_s=8", "method.nrs.k=2",
+               "model.backbone=resnet18", "model.pretrained=null", "model.input_size=32", "optim.name=adam",
+               f"epochs={epochs}", *overrides)
+    torch.manual_seed(0)
+    method = build_method(cfg)
+    model = method.build()
+    method.attach(model, device=torch.device("cpu"))
+    opt = build_optimizer(model.parameters(), cfg.optim)
+    ds = ToyPairs(n=8, size=32)
+    epoch_rows, step_mins = [], []
+    for epoch in range(epochs):
+        ds.set_epoch(epoch)
+        method.on_epoch_start(epoch)
+        mins = []
+        for s in range(steps):
+            m = method.step(toy_pair_collate([ds[(4 * s + i) % 8] for i in range(4)]), opt, None)
+            mins += [m["nrs_weight_min"]] if "nrs_weight_min" in m else []
+        step_mins.append(mins)
+        epoch_rows.append(method.on_epoch_end(epoch))
+    return epoch_rows, step_mins
+
+
+def test_epoch_weight_summary_shows_nrs_acting_only_when_beta_fits_the_schedule():
+    scaled, step_mins = _run_epochs("method.nrs.beta_per_epoch=2")
+    assert "nrs_epoch_weight_min" not in scaled[0]  # t = 1 < T_k: plain CE, nothing weighted yet
+    for t in (2, 3, 4):
+        row = scaled[t - 1]
+        assert row["nrs_t_over_beta"] == pytest.approx(t / 8)
+        assert row["nrs_epoch_weight_min"] == pytest.approx(min(step_mins[t - 1]))  # the summary is of the steps
+        assert row["nrs_epoch_weight_min"] <= row["nrs_epoch_weight_mean"] <= 1.0
+        # eq. 6: a noise sample's weight is at most 1 - (t / beta)(1 - lambda)
+        if row["nrs_epoch_noise_frac"] > 0:
+            assert row["nrs_epoch_weight_min"] <= 1 - (t / 8) * 0.5 + 1e-9
+    assert scaled[-1]["nrs_epoch_noise_frac"] > 0 and scaled[-1]["nrs_epoch_weight_min"] < 0.8
+    paper, _ = _run_epochs()  # beta 200 over 4 epochs: t / beta <= 0.02, every weight stays near 1
+    assert all(r["nrs_epoch_weight_min"] > 0.97 for r in paper[1:])
+
+
+def test_weight_summary_survives_a_mid_epoch_resume():
+    from unmask.methods import build_method
+
+    rows, _ = _run_epochs("method.nrs.beta_per_epoch=2", epochs=2, steps=1)
+    cfg = _cfg(None, "method.name=bbmg_nrs", "method.nrs.beta_per_epoch=2", "epochs=2")
+    method = build_method(cfg)
+    method._stats = torch.tensor([4.0, 3.0, 2.0, 0.5], dtype=torch.float64)
+    other = build_method(cfg)
+    other.load_state_dict(method.state_dict())
+    other.epoch = 1
+    assert other.epoch_weight_stats() == pytest.approx({"nrs_epoch_weight_min": 0.5, "nrs_epoch_weight_mean": 0.75,
+                                                        "nrs_epoch_noise_frac": 0.5, "nrs_t_over_beta": 0.5})
+    assert "nrs_epoch_weight_min" in rows[1]
