@@ -14,6 +14,14 @@ size and place of the previous frame's faces (``detect(rgb, min_face=..., near=[
 the region around them on a smaller copy, falling back to the whole frame when that looks wrong. Models are
 loaded once per process; build one detector per worker process.
 
+Faces HOG cannot see as they are (issue 8, item 7): a face filling a tight crop has no background around it
+(HOG's 80 px window includes a margin of context), and a face in a ~100 px image is below HOG's ~80 px minimum.
+When every pass above finds nothing, one *context retry* pads the frame by ``pad`` of its side on every side
+(replicated border) and upsamples the padded copy until its longest side is ``small_side`` px; boxes and
+landmarks are mapped back to the frame (a box is clipped to it, landmarks are not). A frame with a face costs
+nothing more. ``whole_image_face`` is the last resort for datasets whose items *are* face crops (the adapter
+says so): the whole image as the box, 68 landmarks from the predictor on it, marked ``fallback="whole_image"``.
+
 Another detector plugs in by name: decorate a factory with ``@register_face_detector("name")`` that returns
 an object with ``detect(rgb) -> list[Face]`` (sorted by box area, largest first).
 """
@@ -84,6 +92,8 @@ class Face:
     score: float
     landmarks68: np.ndarray  # (68, 2) float32
     _lm81: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # None for a detection; "whole_image" when the image was taken as its own face crop (``whole_image_face``)
+    fallback: str | None = None
 
     @property
     def landmarks81(self) -> np.ndarray:
@@ -100,7 +110,7 @@ class Face:
         off = np.asarray(offset, dtype=np.float32)
         box = self.box.astype(np.float32) * scale + np.concatenate([off, off])
         return Face(box=box.astype(np.float32), score=self.score,
-                    landmarks68=(self.landmarks68 * scale + off).astype(np.float32))
+                    landmarks68=(self.landmarks68 * scale + off).astype(np.float32), fallback=self.fallback)
 
 
 # Detections scoring below this are ranked after every surer one, whatever their size: HOG's rare false
@@ -117,6 +127,14 @@ ADAPTIVE_FACE_PX = 72.0
 # 12.0 ms).
 ROI_MARGIN = 0.5
 ROI_MAX_SHARE = 0.6
+# The context retry (module docstring): padding per side as a fraction of the frame's side, and the longest side
+# the padded copy is upsampled to. Measured by benchmarks/face_detectors.py (docs/prepare.md, "Faces HOG misses").
+CONTEXT_PAD = 0.25
+SMALL_SIDE = 400
+# ``whole_image_face`` only takes an image as its own face crop when it is face-shaped: width / height within
+# these bounds and no side over FACE_CROP_MAX_SIDE px (a whole video frame is not a face crop).
+FACE_CROP_ASPECT = (0.5, 2.0)
+FACE_CROP_MAX_SIDE = 1024
 
 
 def sort_faces(faces: list[Face], weak_score: float = WEAK_SCORE) -> list[Face]:
@@ -264,18 +282,71 @@ def _to_gray(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
 
 
+def is_face_sized(shape: tuple[int, ...]) -> bool:
+    """Whether an image of this shape can be a face crop (``FACE_CROP_ASPECT``, ``FACE_CROP_MAX_SIDE``)."""
+    h, w = int(shape[0]), int(shape[1])
+    lo, hi = FACE_CROP_ASPECT
+    return min(h, w) >= 16 and max(h, w) <= FACE_CROP_MAX_SIDE and lo <= w / float(h) <= hi
+
+
+def pad_and_scale(gray: np.ndarray, pad: float, small_side: int, base: float = 1.0) -> tuple[np.ndarray, float, int, int]:
+    """``gray`` padded by ``pad`` of its width / height on each side (border replicated), then resized by
+    ``s = max(base, small_side / longest padded side)``; returns (image, s, pad_x, pad_y): frame point ``p``
+    is at ``(p + (pad_x, pad_y)) * s`` in the image."""
+    import cv2
+
+    h, w = gray.shape[:2]
+    px, py = int(round(pad * w)), int(round(pad * h))
+    img = cv2.copyMakeBorder(gray, py, py, px, px, cv2.BORDER_REPLICATE) if (px or py) else gray
+    s = max(float(base), small_side / float(max(img.shape[:2]))) if small_side else float(base)
+    if s > 1.0:
+        img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_LINEAR)
+        s = img.shape[1] / float(w + 2 * px)
+    elif s < 1.0:
+        img, sx, _ = downscale(img, s)
+        s = sx
+    return np.ascontiguousarray(img), s, px, py
+
+
+def predict_landmarks68(gray: np.ndarray, box, predictor=None) -> np.ndarray:
+    """The 68 dlib landmarks of the face in ``box`` (x0, y0, x1, y1; may reach outside ``gray``), float32."""
+    import dlib
+
+    predictor = predictor or _shape_predictor(dlib_model_path())
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    shape = predictor(gray, dlib.rectangle(x0, y0, x1 - 1, y1 - 1))
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+
+
+def whole_image_face(rgb: np.ndarray, detector: object | None = None) -> Face | None:
+    """The image taken as its own face crop: box = the whole image, 68 landmarks from the predictor on that box
+    (the detector's, if it has one), score 0, ``fallback="whole_image"``; None when the image is not face-sized.
+
+    Only for items a dataset adapter declares to be face crops (``adapters.items_are_face_crops``): anywhere else
+    it would invent a face in every faceless frame."""
+    if not is_face_sized(rgb.shape):
+        return None
+    h, w = rgb.shape[:2]
+    box = np.array([0, 0, w, h], np.float32)
+    lm = predict_landmarks68(_to_gray(rgb), box, getattr(detector, "_predictor", None))
+    return Face(box=box, score=0.0, landmarks68=lm, fallback="whole_image")
+
+
 class DlibDetector:
     """dlib HOG (or MMOD CNN) detection on a downscaled frame + 68 landmarks at full resolution.
 
     Options: ``detect_max_side`` longest side the detector sees (0 = full resolution), ``upsample``
     (dlib's pyramid upsampling), ``fallback_max_side`` retry scale when nothing is found (0 = no retry),
     ``threshold`` (HOG ``adjust_threshold``; higher = fewer, surer faces), ``min_size`` (drop boxes with a
-    side smaller than this many frame pixels).
+    side smaller than this many frame pixels), ``pad`` / ``small_side`` (the context retry when still nothing
+    is found: padding per side as a fraction of the frame, longest side the padded copy is upsampled to;
+    ``pad=0, small_side=0`` turns it off).
     """
 
     def __init__(self, kind: str = "hog", detect_max_side: int = 640, upsample: int = 0,
                  fallback_max_side: int = 2560, threshold: float = 0.0, min_size: float = 0.0,
-                 predictor_path: str | os.PathLike | None = None) -> None:
+                 predictor_path: str | os.PathLike | None = None, pad: float = CONTEXT_PAD,
+                 small_side: int = SMALL_SIDE) -> None:
         import dlib  # noqa: F401 - fail here, at construction, when dlib is missing
 
         self.kind = kind
@@ -285,40 +356,63 @@ class DlibDetector:
         self.fallback_max_side = int(fallback_max_side)
         self.threshold = float(threshold)
         self.min_size = float(min_size)
+        self.pad = float(pad)
+        self.small_side = int(small_side)
         if kind not in ("hog", "cnn"):
             raise UnmaskError(f"unknown dlib detector kind {kind!r} (hog or cnn)")
+        if not 0.0 <= self.pad <= 2.0 or self.small_side < 0:
+            raise UnmaskError(f"pad must be in [0, 2] and small_side >= 0, got {pad} and {small_side}")
         self._det = _dlib_face_detector(kind)
         self._predictor = _shape_predictor(Path(predictor_path) if predictor_path else dlib_model_path())
         self.stats = {"detect_s": 0.0, "landmarks_s": 0.0, "detect_cpu_s": 0.0, "landmarks_cpu_s": 0.0,
-                      "frames": 0, "retries": 0}
+                      "frames": 0, "retries": 0, "context_retries": 0, "context_found": 0}
+
+    def _run(self, img: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """Raw detector boxes (x0, y0, x1, y1) and scores in ``img``'s own pixels."""
+        import cv2
+
+        out = []
+        if self.kind == "hog":
+            rects, scores, _ = self._det.run(img, self.upsample, self.threshold)
+            for r, s in zip(rects, scores):
+                out.append((np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float64), float(s)))
+        else:
+            for d in self._det(cv2.cvtColor(img, cv2.COLOR_GRAY2RGB), self.upsample):
+                r = d.rect
+                out.append((np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float64),
+                            float(d.confidence)))
+        return out
 
     def _boxes(self, gray: np.ndarray, scale: float,
                region: tuple[int, int, int, int] | None = None) -> list[tuple[np.ndarray, float]]:
         """Detector boxes (frame coordinates) on ``gray`` -- or its ``region`` (x0, y0, x1, y1) -- resized by
         ``scale`` (<= 1)."""
-        import cv2
-
         x0 = y0 = 0
         if region is not None:
             x0, y0, x1, y1 = region
             gray = gray[y0:y1, x0:x1]
         small, sx, sy = downscale(gray, scale)
-        small = np.ascontiguousarray(small)
         inv = np.array([1 / sx, 1 / sy, 1 / sx, 1 / sy])
         off = np.array([x0, y0, x0, y0], np.float64)
-        out = []
-        if self.kind == "hog":
-            rects, scores, _ = self._det.run(small, self.upsample, self.threshold)
-            for r, s in zip(rects, scores):
-                out.append((np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float64) * inv + off,
-                            float(s)))
-        else:
-            rgb_small = cv2.cvtColor(small, cv2.COLOR_GRAY2RGB)
-            for d in self._det(rgb_small, self.upsample):
-                r = d.rect
-                out.append((np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float64) * inv + off,
-                            float(d.confidence)))
-        return out
+        return [(b * inv + off, s) for b, s in self._run(np.ascontiguousarray(small))]
+
+    def _context_faces(self, gray: np.ndarray, base: float) -> list[Face]:
+        """The context retry: detect on a padded (and, for small frames, upsampled) copy; landmarks there too
+        (an upsampled small face gives the predictor more pixels), everything mapped back to the frame."""
+        h, w = gray.shape[:2]
+        img, s, px, py = pad_and_scale(gray, self.pad, self.small_side, base)
+        off = np.array([px, py], np.float32)
+        faces = []
+        for box, score in self._run(img):
+            fb = box / s - np.concatenate([off, off])
+            x0, y0, x1, y1 = np.clip(fb, [0, 0, 0, 0], [w, h, w, h])
+            if min(x1 - x0, y1 - y0) < max(self.min_size, 2.0) or (x1 - x0) * (y1 - y0) < 0.25 * (
+                    (fb[2] - fb[0]) * (fb[3] - fb[1])):
+                continue  # mostly in the padding: a face of replicated border pixels
+            lm = predict_landmarks68(img, box, self._predictor) / s - off
+            faces.append(Face(box=np.array([x0, y0, x1, y1], np.float32), score=score,
+                              landmarks68=lm.astype(np.float32)))
+        return faces
 
     def _scale_for(self, max_side: int, longest: int) -> float:
         return 1.0 if max_side <= 0 else min(1.0, max_side / float(longest))
@@ -332,11 +426,10 @@ class DlibDetector:
         copy -- one where ``min_face`` maps to ``ADAPTIVE_FACE_PX`` pixels; ``near`` (boxes, frame pixels): the
         faces are expected around these, so only the region covering each widened by ``ROI_MARGIN`` box sides is
         scanned. The hinted pass falls back to the normal scale and the whole frame when it finds nothing or a
-        face cut by the region's edge. Without hints, every face the normal scale can resolve is returned.
+        face cut by the region's edge. Without hints, every face the normal scale can resolve is returned; when
+        there is none, the context retry (padded, upsampled copy) runs once.
         """
         import time
-
-        import dlib
 
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"detect needs an HxWx3 uint8 RGB image, got {rgb.shape} {rgb.dtype}")
@@ -362,15 +455,18 @@ class DlibDetector:
         if not boxes and self.fallback_max_side and fallback > base:
             self.stats["retries"] += 1
             boxes = self._boxes(gray, fallback)
+        context: list[Face] = []
+        if not boxes and (self.pad > 0 or self.small_side > max(h, w)):
+            self.stats["context_retries"] += 1
+            context = self._context_faces(gray, base)  # landmarks included (on the padded copy)
+            self.stats["context_found"] += bool(context)
         t1, c1 = time.perf_counter(), time.thread_time()
-        faces = []
+        faces = context
         for box, score in boxes:
             x0, y0, x1, y1 = np.clip(box, [0, 0, 0, 0], [w, h, w, h])
             if min(x1 - x0, y1 - y0) < max(self.min_size, 2.0):
                 continue
-            rect = dlib.rectangle(int(round(x0)), int(round(y0)), int(round(x1)) - 1, int(round(y1)) - 1)
-            shape = self._predictor(gray, rect)
-            lm = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
+            lm = predict_landmarks68(gray, (x0, y0, x1, y1), self._predictor)
             faces.append(Face(box=np.array([x0, y0, x1, y1], np.float32), score=score, landmarks68=lm))
         self.stats["detect_s"] += t1 - t0
         self.stats["landmarks_s"] += time.perf_counter() - t1
@@ -390,3 +486,11 @@ def _dlib_cnn(**opts) -> DlibDetector:
     """dlib's MMOD CNN detector: more robust to pose, ~1 s per 640 px frame on one CPU core."""
     opts.setdefault("fallback_max_side", 0)
     return DlibDetector(kind="cnn", **opts)
+
+
+@register_face_detector("mtcnn")
+def _mtcnn(**opts):
+    """MTCNN boxes (facenet-pytorch, an optional by-hand install: see ``unmask.data.mtcnn``) + dlib landmarks."""
+    from unmask.data.mtcnn import MtcnnDetector
+
+    return MtcnnDetector(**opts)

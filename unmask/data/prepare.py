@@ -42,9 +42,10 @@ import numpy as np
 
 from unmask.data import store as st
 from unmask.data.crops import storage_crop
-from unmask.data.faces import WEAK_SCORE, Face, FaceDetector, build_face_detector
+from unmask.data.faces import WEAK_SCORE, Face, FaceDetector, build_face_detector, whole_image_face
 from unmask.data.media import (DEFAULT_MAX_PIXELS, MediaError, SampledVideo, VideoSampler, is_image, is_video,
                                read_image, sample_frame_folder)
+from unmask.data.adapters import items_are_face_crops
 from unmask.data.records import ManifestRow
 from unmask.data.shard_lock import shard_lock
 from unmask.data.store import encode_png
@@ -138,8 +139,21 @@ class FacePipeline:
     def end_video(self) -> None:
         self._video = None
 
-    def faces(self, rgb: np.ndarray) -> list[Face]:
-        """Every face in the frame, largest first, with 68 (+81) landmarks in frame coordinates."""
+    def faces(self, rgb: np.ndarray, face_crop: bool = False) -> list[Face]:
+        """Every face in the frame, largest first, with 68 (+81) landmarks in frame coordinates.
+
+        ``face_crop``: the frame is a face crop (its adapter says so, ``adapters.items_are_face_crops``): when no
+        face is detected and the frame is face-sized, the whole frame is returned as the face, marked
+        ``fallback="whole_image"`` (``faces.whole_image_face``). Never on by default: elsewhere it would invent
+        faces."""
+        faces = self._detect(rgb)
+        if not faces and face_crop:
+            whole = whole_image_face(rgb, self.detector)
+            if whole is not None:
+                faces = [whole]
+        return faces
+
+    def _detect(self, rgb: np.ndarray) -> list[Face]:
         v = self._video
         if v is None:
             return self.detector.detect(rgb)
@@ -164,9 +178,16 @@ class FacePipeline:
         return [storage_crop(rgb, f.box, f.landmarks81, max_side=self.max_crop_side, mask=mask) for f in faces]
 
 
-def faces_for_frame(rgb: np.ndarray, detector: "FaceDetector | FacePipeline") -> list[Face]:
-    """Every face in an RGB frame, largest first (the same code prepare runs)."""
-    return detector.faces(rgb) if isinstance(detector, FacePipeline) else detector.detect(rgb)
+def faces_for_frame(rgb: np.ndarray, detector: "FaceDetector | FacePipeline", face_crop: bool = False) -> list[Face]:
+    """Every face in an RGB frame, largest first (the same code prepare runs); ``face_crop``: see
+    ``FacePipeline.faces``."""
+    if isinstance(detector, FacePipeline):
+        return detector.faces(rgb, face_crop=face_crop)
+    faces = detector.detect(rgb)
+    if not faces and face_crop:
+        whole = whole_image_face(rgb, detector)
+        faces = [whole] if whole is not None else []
+    return faces
 
 
 # --- one item ------------------------------------------------------------------------------------------------
@@ -337,10 +358,11 @@ def process_item(row: ManifestRow, root: Path, opts: PrepareOptions, pipeline: F
                 rec["mask_warning"] = mask_warning
         frames_out = []
         t_write = 0.0
+        face_crop = items_are_face_crops(row)  # only then may a whole image be taken as its face
         if kind != "image":
             pipeline.start_video()
         for index, rgb in _timed_frames(frames, timing, row.source):
-            faces = pipeline.faces(rgb)
+            faces = pipeline.faces(rgb, face_crop=face_crop)
             crops = pipeline.crops(rgb, faces, mask=_mask_for(masks, index, rgb.shape))
             tw = time.perf_counter()
             face_recs = []
@@ -358,6 +380,9 @@ def process_item(row: ManifestRow, root: Path, opts: PrepareOptions, pipeline: F
                     "crop_size": [int(crop.image.shape[1]), int(crop.image.shape[0])],
                 })
             t_write += time.perf_counter() - tw
+            for face, fr in zip(faces, face_recs):
+                if face.fallback:  # only then: records of detected faces stay as they were
+                    fr["fallback"] = face.fallback
             frames_out.append({"index": int(index), "faces": face_recs})
         pipeline.end_video()
         tw = time.perf_counter()
@@ -380,6 +405,9 @@ def process_item(row: ManifestRow, root: Path, opts: PrepareOptions, pipeline: F
             rec["status"], rec["outcome"] = st.NO_FACE, f"no face in {n_kept} of {n_kept} frames"
         else:
             rec["status"], rec["outcome"] = st.PARTIAL, f"no face in {n_kept - n_face} of {n_kept} frames"
+        n_whole = sum(1 for f in frames_out if any(fr.get("fallback") for fr in f["faces"]))
+        if n_whole:
+            rec["fallback_frames"] = n_whole  # frames whose face is the whole image (face-crop datasets)
         if sv.missing:
             rec["outcome"] += f" ({len(sv.missing)} of {len(sv.targets)} frames undecodable)"
     except MediaError as exc:

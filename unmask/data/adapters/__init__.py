@@ -35,18 +35,22 @@ ADAPTERS: dict[str, Adapter] = {}
 KNOWN_METHODS: dict[str, tuple[str, ...]] = {}
 # names of adapters whose root may also be a file (the generic adapter's CSV)
 _FILE_ROOTS: set[str] = set()
+# names of adapters whose items are face crops (WildDeepfake): only there may prepare take a face-sized image
+# in which no face was detected as its own face (``items_are_face_crops``, ``faces.whole_image_face``)
+FACE_CROP_ADAPTERS: set[str] = set()
 
 _COMMON_OPTIONS = ("splits", "methods")
 
 
 def register_adapter(
-    name: str, methods: Iterable[str] = (), accepts_file: bool = False
+    name: str, methods: Iterable[str] = (), accepts_file: bool = False, face_crops: bool = False
 ) -> Callable[[Adapter], Adapter]:
     """Register ``fn(root, **options)`` as the adapter for benchmark ``name``.
 
     ``methods`` lists the method names the benchmark may contain (besides ``"real"``); when given, a
     ``methods`` filter naming anything else is an error instead of silently selecting nothing.
     ``accepts_file``: the root may be a file (an index) as well as a directory.
+    ``face_crops``: the benchmark's items are face crops (see ``items_are_face_crops``).
     """
 
     def deco(fn: Adapter) -> Adapter:
@@ -56,9 +60,17 @@ def register_adapter(
         KNOWN_METHODS[name] = tuple(methods)
         if accepts_file:
             _FILE_ROOTS.add(name)
+        if face_crops:
+            FACE_CROP_ADAPTERS.add(name)
         return fn
 
     return deco
+
+
+def items_are_face_crops(row: ManifestRow) -> bool:
+    """Whether this item's images are face crops: its adapter says so (``face_crops=True``), or the row does
+    (``extra["face_crops"]``, set by the generic adapter's ``face_crops`` option for your own crops)."""
+    return row.dataset in FACE_CROP_ADAPTERS or bool(row.extra.get("face_crops"))
 
 
 def adapter_names() -> list[str]:

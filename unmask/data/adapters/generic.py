@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from unmask.data.adapters import register_adapter
@@ -139,10 +140,21 @@ def _csv_rows(csv_path: Path) -> list[ManifestRow]:
 
 
 @register_adapter(NAME, accepts_file=True)
-def list_generic(root: Path) -> list[ManifestRow]:
-    """A labelled folder tree, or a CSV index when ``root`` is a ``.csv`` file."""
+def list_generic(root: Path, face_crops: bool | str = False) -> list[ManifestRow]:
+    """A labelled folder tree, or a CSV index when ``root`` is a ``.csv`` file.
+
+    ``face_crops`` (``--option face_crops=true``): the images are face crops, so prepare may take a face-sized image
+    in which no face was detected as its own face (recorded as a fallback; never without this option)."""
+    if isinstance(face_crops, str):
+        if face_crops.strip().lower() not in ("1", "0", "true", "false", "yes", "no"):
+            raise UnmaskError(f"{NAME}: face_crops must be true or false, got {face_crops!r}")
+        face_crops = face_crops.strip().lower() in ("1", "true", "yes")
     if root.is_file():
         if root.suffix.lower() != ".csv":
             raise UnmaskError(f"{NAME}: {root} is a file but not a .csv; pass a folder or a CSV index")
-        return _csv_rows(root)
-    return _folder_rows(root)
+        rows = _csv_rows(root)
+    else:
+        rows = _folder_rows(root)
+    if face_crops:
+        rows = [replace(r, extra={**r.extra, "face_crops": True}) for r in rows]
+    return rows

@@ -45,7 +45,7 @@ def _sequences(top: Path) -> list[Path]:
     return sorted(out)
 
 
-@register_adapter(NAME, methods=("fake",))
+@register_adapter(NAME, methods=("fake",), face_crops=True)  # its items are face-sequence crops
 def list_wilddeepfake(root: Path) -> list[ManifestRow]:
     """Every extracted face-sequence folder of the four class/split folders present."""
     rows = []
