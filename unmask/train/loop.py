@@ -201,7 +201,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
             logger.log("val", epoch + 1, global_step, val)
             last_loss = losses[-1] if losses else float("nan")
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {last_loss:.4f}, val video AUC "
-                       f"{_fmt(val['video_auc'])}, frame AUC {_fmt(val['frame_auc'])}, val loss {val['loss']:.4f}")
+                       f"{_fmt(val['video_auc'])}, frame AUC {_fmt(val['frame_auc'])}, val loss {val['loss']:.4f} "
+                       f"({val.get('fakes', 'real')} fakes)")
             last_val = val
         improved = False
         if dist.is_main:

@@ -4,6 +4,12 @@ Same protocol as the papers' test time (paper 000 sec. 4.1), on the validation s
 never choose a checkpoint: fixed 12.5% margin crop, fake probability per face, frame score = max over the
 faces at least half the largest (``unmask.evaluate.aggregate.frame_score``), video score = mean over the
 frames. Reports video AUC (the selection metric), frame AUC, the loss and accuracy at 0.5.
+
+Which fakes: for pair methods the val reals' own pseudo-fakes (``unmask.train.data.PseudoFakeValSet``; paper 000
+trains on reals only, so selecting on the split's real manipulations would use the supervision it claims not to
+need), for the supervised baseline the split's manipulated videos. ``fakes`` (``pseudo`` | ``real``) and
+``fake_source`` (``pseudo:<recipe>`` | ``store``) say which in the metrics, and so in the checkpoint's ``val``:
+a threshold chosen on pseudo-fakes is labelled as such. The test on real fakes is ``unmask evaluate``.
 """
 
 from __future__ import annotations
@@ -85,4 +91,6 @@ def validate(detector: Detector, dataset, faces: list[FaceRecord], device: torch
     scores, loss = predict_faces(detector, dataset, device, batch_size, autocast)
     out = video_metrics(faces, scores)
     out["loss"] = loss
+    out["fakes"] = getattr(dataset, "fakes", "real")
+    out["fake_source"] = getattr(dataset, "fake_source", "store")
     return out
