@@ -184,8 +184,66 @@ def test_evaluate_command_on_raw_media_with_labels_csv(ffpp_root, tiny, tmp_path
     out = capsys.readouterr().out
     assert "| all | 2 | 2 |" in out and "| Deepfakes | 2 | 2 |" in out
     assert "1 items failed and are not in the metrics" in out and "broken" in out
-    rows = (tmp_path / "run" / "eval" / "labels_video" / "scores.csv").read_text().splitlines()
-    assert len(rows) == 5 and all(r.split(",")[6] == "2" for r in rows[1:])  # 2 frames per video
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "run" / "eval" / "labels_video" / "scores.csv")))
+    assert len(rows) == 5  # 4 scored videos, then the failed one (no score, with its reason)
+    assert all(r["n_frames"] == "2" and r["frames_sampled"] == "2" for r in rows[:4])  # 2 frames per video
+    assert [r["path"] for r in rows[:4]] == sorted([str(vids / "183.mp4"), str(vids / "253.mp4")]) + sorted(
+        [str(fakes / "183_253.mp4"), str(fakes / "253_183.mp4")])  # as written in labels.csv: joins back
+    assert {r["status"] for r in rows[:4]} <= {"ok", "partial"} and rows[-1]["status"] == "failed"
+    assert rows[-1]["path"] == str(tmp_path / "broken.mp4") and rows[-1]["score"] == "" and rows[-1]["reason"]
+
+
+def test_evaluate_group_by_a_csv_column(ffpp_root, tmp_path, capsys):
+    """--group-by any column of the user's CSV: per-group AUC with CI and counts; one-class groups say n/a."""
+    import csv
+
+    from unmask.cli import main
+
+    orig = ffpp_root / "original_sequences/youtube/c40/videos"
+    lines = ["path,label,split,method,manipulation"]
+    for vid in ("183", "253", "469", "481"):
+        lines.append(f"{orig / (vid + '.mp4')},real,test,,none")
+    for m, kind in (("Deepfakes", "faceswap"), ("FaceSwap", "faceswap"), ("Face2Face", "reenactment"),
+                    ("NeuralTextures", "reenactment")):
+        for pair in ("183_253", "253_183"):
+            lines.append(f"{ffpp_root / 'manipulated_sequences' / m / 'c40/videos' / (pair + '.mp4')},fake,test,{m},{kind}")
+    (tmp_path / "my.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "eval"
+    rc = main(["evaluate", "--data", str(tmp_path / "my.csv"), "--group-by", "manipulation", "--untrained", "--seed", "0",
+               "--backbone", "resnet18", "--pretrained", "none", "--frames", "2", "--n-boot", "20", "--out", str(out), "-q"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "### By manipulation" in text
+    table = {ln.split("|")[1].strip(): [c.strip() for c in ln.split("|")[2:-1]]
+             for ln in text.splitlines() if ln.startswith("| ") and ln.count("|") == 8 and "---" not in ln}
+    assert table["none"][:2] == ["4", "0"] and table["none"][3] == "n/a" and "only real items" in table["none"][5]
+    assert table["faceswap"][:2] == ["0", "4"] and table["faceswap"][3] == "n/a" and "only fake items" in table["faceswap"][5]
+    assert "[" in table["faceswap"][4] and "(n=4+4)" in table["faceswap"][4]  # its fakes vs all 4 reals, with a CI
+    data = json.loads((out / "metrics.json").read_text())
+    g = data["groups"]["manipulation"]
+    assert (g["reenactment"]["n_real"], g["reenactment"]["n_fake"]) == (0, 4) and g["reenactment"]["auc"] is None
+    assert g["reenactment"]["vs_all_reals"]["n_real"] == 4 and g["reenactment"]["vs_all_reals"]["ci"]["auc"]
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    assert len(rows) == 12 and {r["manipulation"] for r in rows} == {"none", "faceswap", "reenactment"}
+    # the per-method table has one row per named method and no "fake" pseudo-row
+    assert "\n| fake |" not in text and "| Deepfakes | 4 | 2 |" in text
+    assert main(["evaluate", "--data", str(tmp_path / "my.csv"), "--group-by", "colour", "--untrained",
+                 "--backbone", "resnet18", "--pretrained", "none", "--frames", "1", "--n-boot", "0",
+                 "--out", str(tmp_path / "e2"), "-q"]) == 1
+    assert "--group-by 'colour': not a column of this set" in capsys.readouterr().err
+
+
+def test_no_fake_pseudo_group_without_a_method_column():
+    from unmask.evaluate.aggregate import UnitScore
+    from unmask.evaluate.report import per_method
+
+    units = [UnitScore(f"r{i}", 0, "real", "generic", 0.1 * i, None, 1, 1, False) for i in range(3)]
+    units += [UnitScore(f"f{i}", 1, "fake", "generic", 0.2 + 0.1 * i, None, 1, 1, False) for i in range(3)]
+    assert list(per_method(units, n_boot=0)) == ["all"]
+    units.append(UnitScore("x", 1, "Deepfakes", "generic", 0.9, None, 1, 1, False))
+    assert list(per_method(units, n_boot=0)) == ["all", "Deepfakes", "fake"]  # a real method name: rows kept
 
 
 def test_raw_media_distortion_is_applied_to_the_frame_before_detection(tiny, astronaut_rgb, tmp_path):
