@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         out = ck.with_suffix(".onnx")
     else:
         raise CommandError("--output is required with --untrained")
-    keep = {k: meta.get(k) for k in ("backbone", "timm_name", "pretrained", "path", "epoch", "untrained")}
+    keep = {k: meta.get(k) for k in ("arch", "backbone", "timm_name", "pretrained", "path", "epoch", "untrained")}
     export_onnx(detector, out, opset=args.opset, meta=keep)
     check = check_agreement(detector, out)
     if args.json:

@@ -45,7 +45,8 @@ def gradcam_maps(detector, batch, target: int = FAKE, layer=None) -> tuple[np.nd
 
     layer = layer if layer is not None else detector.cam_layer
     x = batch.detach().clone().requires_grad_(True)  # a graph exists even if the weights are frozen
-    with GradCAM(model=detector, target_layers=[layer]) as cam:
+    reshape = getattr(detector, "cam_reshape", None)  # token outputs (ViT) -> (B, C, h, w)
+    with GradCAM(model=detector, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=x, targets=[LogOddsTarget(target)] * x.shape[0])
         probs = torch.softmax(cam.outputs.detach().float(), dim=1)[:, FAKE].cpu().numpy()
     return np.asarray(maps, dtype=np.float32), probs.astype(np.float64)

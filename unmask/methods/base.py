@@ -4,8 +4,8 @@ A method is the unit users pick (``method.name`` in a config). It
 
 * declares its **data recipe** (``data_recipe``): pairs of reals + pseudo-fakes from a named synthesizer,
   or real + fake faces of a dataset (the supervised baseline);
-* **builds** its trainable module (``build``) and names the :class:`~unmask.models.Detector` used at
-  inference (``detector``), which for most methods is the module itself;
+* **builds** its trainable module (``build``) and names the registered network (an
+  :class:`~unmask.models.arch.Arch`) used at inference (``detector``), which for most methods is the module itself;
 * owns the **step**: ``step(batch, optimizer, scaler) -> metrics`` runs forward, backward and the optimizer
   itself, so methods with several passes per step (SAM, PIM, DualFlat) or several networks fit one loop;
 * has **hooks**: ``after_step`` (e.g. SOLA's weight constraint), ``on_epoch_start`` / ``on_epoch_end``
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unmask.models import Detector, build_detector
+from unmask.models.arch import Arch, build_arch
 from unmask.train.sam import SAM
 
 
@@ -71,14 +71,16 @@ class Method:
         raise NotImplementedError
 
     def build(self) -> nn.Module:
-        """The trainable module. Default: a Detector from ``cfg.model``."""
+        """The trainable module. Default: the registered arch ``cfg.model.arch`` built from ``cfg.model``."""
         m = self.cfg.model
-        return build_detector(m.backbone, pretrained=m.pretrained, input_size=m.input_size, drop_rate=m.drop_rate,
-                              drop_path_rate=m.drop_path_rate)
+        return build_arch(m.arch, backbone=m.backbone, pretrained=m.pretrained, input_size=m.input_size,
+                          drop_rate=m.drop_rate, drop_path_rate=m.drop_path_rate, **dict(m.options))
 
-    def detector(self, module: nn.Module) -> Detector:
+    def detector(self, module: nn.Module) -> Arch:
         """The inference network inside the (unwrapped) training module; saved as the checkpoint's model."""
-        assert isinstance(module, Detector)
+        if not isinstance(module, Arch):
+            raise TypeError(f"{type(self).__name__}.detector: {type(module).__name__} is not a registered Arch; a "
+                            "method whose training module is larger must override detector()")
         return module
 
     def attach(self, model: nn.Module, *, device: torch.device, dist: Any = None,

@@ -1,10 +1,18 @@
-"""Networks: the backbone factory (timm + pretrained sources), the Detector and its checkpoints."""
+"""Networks: the architecture registry (``arch``), the timm backbone factory, the registered archs, checkpoints.
 
+Each arch module is imported here explicitly, which registers it (no import-time discovery)."""
+
+from unmask.models.arch import ARCHS, Arch, arch_from_meta, build_arch, register_arch
 from unmask.models.backbones import PAPER_BACKBONES, PAPER_NAMES, PRETRAINED_SOURCES, build_backbone, resolve_name
 from unmask.models.checkpoint import load_checkpoint, load_detector, resolve_checkpoint, save_checkpoint
 from unmask.models.detector import Detector, build_detector, detector_from_meta
 
 __all__ = [
+    "ARCHS",
+    "Arch",
+    "arch_from_meta",
+    "build_arch",
+    "register_arch",
     "PAPER_BACKBONES",
     "PAPER_NAMES",
     "PRETRAINED_SOURCES",

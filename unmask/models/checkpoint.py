@@ -6,8 +6,8 @@ training resumes from; it also carries optimizer, scheduler, RNG and method stat
 Layout of the saved dict::
 
     format:   "unmask.checkpoint/1"
-    detector: Detector.meta()  (backbone, timm_name, input_size, mean, std, num_classes, ...)
-    model:    the Detector's state dict
+    detector: Arch.meta()  (arch, input_size, mean, std, num_classes + the arch's own: backbone, timm_name, ...)
+    model:    the network's state dict
     config:   the run's config as a plain dict (or None)
     val:      validation metrics of these weights (or None)
     epoch, step: where training was when it was saved
@@ -31,7 +31,7 @@ import torch
 
 from unmask.errors import UnmaskError, WeightsNotFoundError
 from unmask.io import atomic_torch_save
-from unmask.models.detector import Detector, detector_from_meta
+from unmask.models.arch import Arch, arch_from_meta
 
 CHECKPOINT_FORMAT = "unmask.checkpoint/1"
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
@@ -39,7 +39,7 @@ CHECKPOINT_NAMES = ("best.pt", "last.pt")
 
 def save_checkpoint(
     path: str | Path,
-    detector: Detector,
+    detector: Arch,
     *,
     config: dict[str, Any] | None = None,
     val: dict[str, Any] | None = None,
@@ -118,15 +118,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[Detector, dict[str, Any]]:
-    """Checkpoint file or run directory -> (Detector in eval mode on ``device``, meta).
+def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple[Arch, dict[str, Any]]:
+    """Checkpoint file or run directory -> (network in eval mode on ``device``, meta).
 
     ``meta`` holds the detector meta (backbone, input_size, mean, std, ...) plus ``config``, ``val``,
     ``epoch``, ``step`` and ``path`` (the file actually loaded).
     """
     state = load_checkpoint(path)
     try:
-        detector = detector_from_meta(state["detector"])
+        detector = arch_from_meta(state["detector"])
     except UnmaskError:
         raise
     except Exception as exc:  # a meta naming an unknown backbone or missing a field

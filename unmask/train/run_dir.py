@@ -20,7 +20,7 @@ import yaml
 
 from unmask.errors import UnmaskError
 from unmask.io import atomic_write_text
-from unmask.train.config import config_diff
+from unmask.train.config import config_diff, config_to_dict, train_config_from_dict
 
 CONFIG_NAME = "config.yaml"
 LAST = "last.pt"
@@ -51,6 +51,10 @@ def prepare_run_dir(run_dir: Path, config: dict[str, Any], allow_config_change: 
     resuming = (run_dir / LAST).is_file()
     if resuming and snapshot.is_file():
         old = yaml.safe_load(snapshot.read_text()) or {}
+        try:  # a key added to the config since that run was started takes its default there: no change
+            old = config_to_dict(train_config_from_dict(old))
+        except UnmaskError:
+            pass  # a snapshot this version cannot read: compare as written
         diff = config_diff(old, config)
         if diff and not allow_config_change:
             raise UnmaskError(
