@@ -259,3 +259,15 @@ def test_raw_media_distortion_is_applied_to_the_frame_before_detection(tiny, ast
     x0, y0, x1, y1 = dirty.frames[0].faces[0].window
     assert np.array_equal(dirty.crops[(0, 0)], jpeg10(astronaut_rgb)[y0:y1, x0:x1])
     assert dirty.fake_probability != clean.fake_probability
+
+
+def test_evaluate_exits_1_when_nothing_could_be_evaluated(tmp_path, capsys):
+    from unmask.cli import main
+
+    (tmp_path / "a.mp4").write_bytes(b"\x00" * 64)
+    (tmp_path / "b.mp4").write_bytes(b"")
+    (tmp_path / "labels.csv").write_text("path,label\na.mp4,real\nb.mp4,fake\n")
+    rc = main(["evaluate", "--data", str(tmp_path / "labels.csv"), "--untrained", "--backbone", "resnet18",
+               "--pretrained", "none", "--out", str(tmp_path / "e"), "-q"])
+    assert rc == 1
+    assert "nothing to evaluate: all 2 items failed (first: generic/real/na/a: " in capsys.readouterr().err

@@ -261,6 +261,50 @@ def test_cli_prepare_generic_folder_and_errors(tmp_path, astronaut_rgb, bad_inpu
     bad = _unmask("prepare", "generic", str(tmp_path / "data"), "--out", str(tmp_path / "s2"), "--shard", "3/2")
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1].startswith("unmask prepare: error: --shard")
+    usage = _unmask("prepare", "generic", str(tmp_path / "data"))  # --out missing: argparse's usage error
+    assert usage.returncode == 2 and "the following arguments are required: --out" in usage.stderr
+
+
+def test_cli_prepare_exits_nonzero_when_no_item_succeeded(tmp_path, bad_inputs):
+    """Every item failed or had no face: the summary is still printed, then a one-line error and exit 1."""
+    import shutil
+
+    (tmp_path / "data" / "fake").mkdir(parents=True)
+    (tmp_path / "data" / "real").mkdir(parents=True)
+    shutil.copy(bad_inputs["text_mp4"], tmp_path / "data" / "fake" / "broken.mp4")
+    shutil.copy(bad_inputs["zero_byte"], tmp_path / "data" / "real" / "zero.mp4")
+    shutil.copy(bad_inputs["no_face"], tmp_path / "data" / "real" / "no_face.png")
+    (tmp_path / "data" / "real" / "readme.txt").write_text("not media\n")
+    os.symlink(tmp_path / "data" / "real" / "gone.mp4", tmp_path / "data" / "real" / "dangling.mp4")
+    out = _unmask("prepare", "generic", str(tmp_path / "data"), "--out", str(tmp_path / "store"), "--workers", "1",
+                  "--frames", "2", "--no-progress")
+    assert out.returncode == 1, out.stdout
+    assert "0 ok, 0 with frames without a face, 1 with no face, 2 failed" in out.stdout
+    assert "not items (skipped by the adapter): 2" in out.stdout
+    assert f"{tmp_path / 'data' / 'real' / 'readme.txt'}: unsupported file type '.txt'" in out.stdout
+    assert f"{tmp_path / 'data' / 'real' / 'dangling.mp4'}: broken symlink" in out.stdout
+    assert out.stderr.strip().splitlines()[-1] == ("unmask prepare: error: no item succeeded: of the 3 items of this "
+                                                   "shard in the store, 2 failed and 1 have no face")
+    again = _unmask("prepare", "generic", str(tmp_path / "data"), "--out", str(tmp_path / "store"), "--workers", "1",
+                    "--frames", "2", "--no-progress")  # a resumed run of the same hopeless shard says so again
+    assert again.returncode == 1 and "3 already done" in again.stdout
+
+
+def test_cli_prepare_summary_accounts_for_a_truncated_video(tmp_path, bad_inputs, astronaut_rgb):
+    import json
+    import shutil
+
+    (tmp_path / "data" / "fake").mkdir(parents=True)
+    (tmp_path / "data" / "real").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "data" / "real" / "astronaut.png"), cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))
+    shutil.copy(bad_inputs["truncated_mp4"], tmp_path / "data" / "fake" / "cut.mp4")
+    out = _unmask("prepare", "generic", str(tmp_path / "data"), "--out", str(tmp_path / "store"), "--workers", "1",
+                  "--frames", "4", "--no-progress", "--json")
+    assert out.returncode == 0, out.stderr
+    s = json.loads(out.stdout)
+    (key, warning), = s["decode_warnings"].items()
+    assert key.endswith("fake_cut") and warning.startswith("truncated file")
+    assert s["skipped_entries"] == [] and s["skipped_by_reason"] == {}
 
 
 # --- resume after a kill -----------------------------------------------------------------------------------

@@ -25,6 +25,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EXIT_CODES = """exit codes:
+  0    success (every command); detect: every file read and at least one scored; prepare: at least one item of
+       the shard has a face; evaluate: the metrics were computed
+  1    an error (one line: unmask <command>: error: ...); detect: a file could not be read, or nothing was
+       scored; prepare: no item of the shard succeeded; evaluate: nothing could be evaluated
+  2    a usage error (unknown command or option, missing argument)
+  130  interrupted (Ctrl-C); prepare and train resume when rerun"""
+
+
 class CommandError(Exception):
     """An expected failure a command reports as one line (bad input, missing file)."""
 
@@ -35,9 +44,30 @@ def _top_parser() -> argparse.ArgumentParser:
         prog="unmask",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="unmask: generalizable face-forgery (deepfake) detection.",
-        epilog=f"commands:\n{lines}\n\nRun `unmask <command> --help` for a command's options.",
+        epilog=f"commands:\n{lines}\n\nRun `unmask <command> --help` for a command's options.\n\n{EXIT_CODES}",
         usage="unmask [-h] [--version] <command> [options]",
     )
+
+
+def build_parser(name: str):
+    """(command module, its argparse parser) for command ``name`` (also used by the docs' command-line test)."""
+    module_name, help_ = COMMANDS[name]
+    module = importlib.import_module(f"unmask.commands.{module_name}")
+    parser = argparse.ArgumentParser(
+        prog=f"unmask {name}",
+        description=(module.__doc__ or help_).strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    module.add_arguments(parser)
+    return module, parser
+
+
+def parse_command(parser: argparse.ArgumentParser, rest: list[str]) -> argparse.Namespace:
+    """Parse a command's arguments; a usage error exits 2 (argparse)."""
+    try:  # lets `key=value` overrides stand anywhere, also after options
+        return parser.parse_intermixed_args(rest)
+    except TypeError:  # parsers argparse cannot intermix (e.g. with REMAINDER)
+        return parser.parse_args(rest)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,18 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         top.print_usage(sys.stderr)
         print(f"unmask: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    module_name, help_ = COMMANDS[name]
-    module = importlib.import_module(f"unmask.commands.{module_name}")
-    parser = argparse.ArgumentParser(
-        prog=f"unmask {name}",
-        description=(module.__doc__ or help_).strip(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    module.add_arguments(parser)
-    try:  # lets `key=value` overrides stand anywhere, also after options
-        args = parser.parse_intermixed_args(rest)
-    except TypeError:  # parsers argparse cannot intermix (e.g. with REMAINDER)
-        args = parser.parse_args(rest)
+    module, parser = build_parser(name)
+    args = parse_command(parser, rest)
     from unmask.errors import UnmaskError
 
     try:
@@ -82,4 +102,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m unmask.cli` (and torchrun -m) runs this file as __main__, a second copy of the module: run the
+    # importable one, or the commands' `unmask.cli.CommandError` would not be this copy's and escape as a traceback.
+    from unmask.cli import main as _main
+
+    sys.exit(_main())

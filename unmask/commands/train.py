@@ -11,7 +11,7 @@ Multi-GPU: torchrun --nproc_per_node=N -m unmask.cli train --config ... (batch_s
 examples:
   unmask train --config configs/tiny/sbi.yaml data.store=prepared/ffpp_c40
   unmask train --config configs/bbmg_nrs/effb4_ffpp.yaml data.store=prepared/ffpp_c23 --out runs/bbmg_nrs
-  unmask train --config configs/bbmg_nrs/ablation_sbi_nrs.yaml method.nrs.start_epoch=5 optim.lr=5e-4
+  unmask train --config configs/bbmg_nrs/table11_row3_nrs.yaml method.nrs.start_epoch=5 optim.lr=5e-4
 """
 
 from __future__ import annotations

@@ -164,6 +164,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
         bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not (dist.is_main and cfg.run.progress), leave=False, dynamic_ncols=True)
         t_last = time.time()
+        epoch_losses: list[float] = []  # this epoch's steps run by this process (a resumed epoch: from the resume on)
         for batch in loader:
             t_data = time.time()
             metrics = method.step(_to_device(batch, device), optimizer, scaler)
@@ -172,6 +173,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
             global_step += 1
             step_in_epoch += 1
             losses.append(metrics["loss"])
+            epoch_losses.append(float(metrics["loss"]))
 
             now = time.time()
             img_s = images_per_step / max(now - t_last, 1e-9)  # end to end, data loading included
@@ -199,8 +201,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
             val = validate(method.detector(module), data.val, data.val_faces, device,
                            batch_size=cfg.batch_size * 2, autocast=autocast if amp_on else None)
             logger.log("val", epoch + 1, global_step, val)
-            last_loss = losses[-1] if losses else float("nan")
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {last_loss:.4f}, val video AUC "
+            mean_loss = sum(epoch_losses) / len(epoch_losses) if epoch_losses else float("nan")
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train loss {mean_loss:.4f} (mean of {len(epoch_losses)} steps), val video AUC "
                        f"{_fmt(val['video_auc'])}, frame AUC {_fmt(val['frame_auc'])}, val loss {val['loss']:.4f} "
                        f"({val.get('fakes', 'real')} fakes)")
             last_val = val
