@@ -350,6 +350,66 @@ def test_generic_csv(tmp_path, caplog):
         list_items("generic", tmp_path / "notes.txt")
 
 
+def test_generic_folder_reports_every_entry_it_does_not_list(tmp_path):
+    """No silent drops: stray files, unknown folders, unsupported types, hidden files, broken links and loops are
+    reported with a reason; valid links are followed; two files differing only in extension stay two items."""
+    import os
+
+    from unmask.data.adapters import list_items_report
+
+    touch(tmp_path, "real/a.mp4", "real/clip.3gp", "real/clip.mpg", "real/anim.gif", "real/notes.txt",
+          "real/._a.mp4", "fake/x/b.wmv", "README.md", "other/f.mp4", "train/misc.txt")
+    (tmp_path / "train" / "real").mkdir()
+    os.symlink(tmp_path / "real" / "a.mp4", tmp_path / "fake" / "link.mp4")
+    os.symlink(tmp_path / "real" / "gone.mp4", tmp_path / "fake" / "broken.mp4")
+    os.symlink(tmp_path, tmp_path / "fake" / "x" / "loop")
+    listing = list_items_report("generic", tmp_path)
+    assert sorted(r.video_id for r in listing.rows) == [
+        "fake/link", "fake/x/b", "real/a", "real/anim", "real/clip.3gp", "real/clip.mpg"]
+    assert {r.source for r in listing.rows if r.video_id == "fake/link"} == {str(tmp_path / "fake" / "link.mp4")}
+    why = {os.path.relpath(e.path, tmp_path): e.reason for e in listing.skipped}
+    assert why["real/notes.txt"] == "unsupported file type '.txt'" and why["real/._a.mp4"] == "hidden entry"
+    assert why["fake/broken.mp4"].startswith("broken symlink") and why["fake/x/loop"].startswith("symlink loop")
+    assert why["README.md"].startswith("not under a real/ or fake/ folder") and "other" in why
+    assert why["train/misc.txt"] == "not under a real/ or fake/ folder (split folder train/)"
+    assert len(why) == 7
+    assert listing.skipped_by_reason()["not under a real/ or fake/ folder"] == 3
+
+
+def test_generic_csv_keeps_its_own_columns_and_reports_missing_paths(tmp_path):
+    from unmask.data.adapters import list_items_report
+
+    touch(tmp_path, "v/a.mp4", "v/b.mp4")
+    csv = tmp_path / "my.csv"
+    csv.write_text("path,label,split,method,manipulation,Source\nv/a.mp4,real,test,,none,yt\n"
+                   "v/b.mp4,fake,test,Deepfakes,faceswap,yt\nv/gone.mp4,fake,,,x,y\n")
+    listing = list_items_report("generic", csv)
+    a, b = sorted(listing.rows, key=lambda r: r.video_id)
+    assert a.extra == {"manipulation": "none", "source": "yt", "csv_path": "v/a.mp4"}
+    assert b.extra["manipulation"] == "faceswap" and b.method == "Deepfakes"
+    (gone,) = listing.skipped
+    assert gone.path == str(tmp_path / "v" / "gone.mp4") and gone.reason == "my.csv line 4: file does not exist"
+
+
+def test_ffpp_reports_entries_beside_its_videos(ffpp_root, tmp_path):
+    import os
+
+    from unmask.data.adapters import list_items_report
+
+    for sub in ("original_sequences", "manipulated_sequences", "splits"):
+        os.symlink(ffpp_root / sub, tmp_path / sub) if sub != "original_sequences" else None
+    vids = tmp_path / "original_sequences" / "youtube" / "c40" / "videos"
+    vids.mkdir(parents=True)
+    for f in sorted((ffpp_root / "original_sequences/youtube/c40/videos").iterdir()):
+        os.symlink(f, vids / f.name)  # valid links: followed
+    os.symlink(vids / "999.mp4", vids / "dangling.mp4")
+    (vids / "list.txt").write_text("x")
+    listing = list_items_report("ffpp", tmp_path, compression="c40")
+    assert len(listing.rows) == 50
+    assert [(os.path.basename(e.path), e.reason.split(" (")[0]) for e in listing.skipped] == [
+        ("dangling.mp4", "broken symlink"), ("list.txt", "unsupported file type '.txt'")]
+
+
 # ------------------------------------------------------------------------------------ registry contract
 
 
