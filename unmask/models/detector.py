@@ -210,6 +210,8 @@ def build_detector(
 
 def detector_from_meta(meta: dict[str, Any]) -> Detector:
     """Rebuild an (untrained) Detector with the architecture and normalization recorded in ``meta``."""
+    timm_kwargs = dict(meta.get("timm_kwargs") or {})
+    old_drop = timm_kwargs.pop("drop_rate", 0.0)  # checkpoints before the Detector owned its dropout
     det = build_detector(
         meta.get("timm_name") or meta["backbone"],
         pretrained=None,
@@ -217,8 +219,8 @@ def detector_from_meta(meta: dict[str, Any]) -> Detector:
         input_size=int(meta["input_size"]),
         mean=tuple(meta["mean"]),
         std=tuple(meta["std"]),
-        drop_rate=float(meta.get("drop_rate") or 0.0),
-        **dict(meta.get("timm_kwargs") or {}),
+        drop_rate=float(meta.get("drop_rate") or old_drop or 0.0),
+        **timm_kwargs,
     )
     det.backbone = meta.get("backbone", det.backbone)
     det.pretrained = meta.get("pretrained")
