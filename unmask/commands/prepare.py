@@ -124,7 +124,7 @@ def format_summary(s: dict) -> str:
                  + (" -- " + ", ".join(f"{n} {r}" for r, n in counts.items()) if counts else ""))
     lines += [f"  {e['path']}: {e['reason']}" for e in skipped[:20]]
     if len(skipped) > 20:
-        lines.append(f"  ... {len(skipped) - 20} more (see --json)")
+        lines.append(f"  ... {len(skipped) - 20} more (see --json or summaries/ in the store)")
     return "\n".join(lines)
 
 
@@ -161,6 +161,12 @@ def run(args: argparse.Namespace) -> int:
     summary["skipped_entries"] = [e.to_json() for e in listing.skipped]
     summary["skipped_by_reason"] = listing.skipped_by_reason()
     summary["decode_warnings"] = _warnings(summary["store"], {r.key for r in rows if in_shard(r.key, shard)})
+    from pathlib import Path
+
+    from unmask.io import atomic_write_json
+
+    # the store's copy of the summary gets the listing's part too (run_prepare wrote it without)
+    atomic_write_json(Path(summary["store"]) / "summaries" / f"shard-{shard[0]}-of-{shard[1]}.json", summary)
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
     whole = summary.get("shard_store") or {}
     if not (whole.get("ok", 0) + whole.get("partial", 0)):
