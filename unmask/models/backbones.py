@@ -32,9 +32,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Paper names -> the timm model (and weight tag) the papers used. Paper 000 and SBI train an AdvProp
 # EfficientNet-B4 (SBI's code loads efficientnet-b4 with advprop=True); PRLE / PIM use Xception (timm's
 # "legacy_xception" is the original Keras-ported Xception).
+# The torchvision-era papers (001's VGG and ResNet-50, 002's ResNet-18, 003's ResNet-50, 004) used torchvision's
+# ImageNet weights: timm's default ResNet tag (``a1_in1k``, a 2021 recipe) differs, so the paper names pin
+# ``tv_in1k``. ConvNeXt-B (003) says only "ImageNet": ``fb_in1k`` (the ConvNeXt authors' ImageNet-1k weights).
+# Any timm name (``resnet50``, ``timm:resnet50``) keeps timm's own default.
 PAPER_NAMES: dict[str, str] = {
     "efficientnet_b4": "tf_efficientnet_b4.ap_in1k",
     "xception": "legacy_xception.tf_in1k",
+    "resnet18": "resnet18.tv_in1k",
+    "resnet34": "resnet34.tv_in1k",
+    "resnet50": "resnet50.tv_in1k",
+    "resnet101": "resnet101.tv_in1k",
+    "vgg16": "vgg16.tv_in1k",
+    "convnext_base": "convnext_base.fb_in1k",
 }
 
 # The backbones the five papers train (000: EfficientNet-B4; 001: Xception, EfficientNet, VGG, ResNet-50;
