@@ -66,3 +66,26 @@ def test_grid_average_over_chosen_columns():
     assert md.splitlines()[2] == "| m | 99.00 | 80.00 | 70.00 | 75.00 |"
     md = metrics_markdown({"all": {"n_real": 1, "n_fake": 1, "auc": 1.0}})
     assert "| all | 1 | 1 | 100.00 |" in md
+
+
+def test_per_group_within_and_against_all_reals():
+    from unmask.evaluate.aggregate import ItemInfo
+    from unmask.evaluate.report import group_markdown, per_group
+
+    units = _units()
+    comp = {u.item: ("c23" if i % 2 else "c40") for i, u in enumerate(units)}
+    items = [ItemInfo(key=u.item, label=u.label, method=u.method, dataset=u.dataset,
+                      extra={"columns": {"compression": comp[u.item]}}) for u in units]
+    table = per_group(units, items, "compression", n_boot=20)
+    assert list(table) == ["c23", "c40"]
+    sub = [u for u in units if comp[u.item] == "c23"]
+    assert table["c23"]["auc"] == pytest.approx(auc([u.label for u in sub], [u.score for u in sub]))
+    assert "auc_note" not in table["c23"] and table["c23"]["ci"]["auc"][0] <= table["c23"]["auc"]
+    fakes = [u for u in sub if u.label == 1]
+    reals = [u for u in units if u.label == 0]
+    vs = reals + fakes
+    assert table["c23"]["vs_all_reals"]["auc"] == pytest.approx(auc([u.label for u in vs], [u.score for u in vs]))
+    md = group_markdown(table, "compression")
+    assert md.startswith("### By compression") and f"| c23 | {table['c23']['n_real']} | {len(fakes)} |" in md
+    by_method = per_group(units, items, "method", n_boot=0)
+    assert by_method["real"]["auc_note"] == "n/a: only real items in this group" and "vs_all_reals" not in by_method["real"]
