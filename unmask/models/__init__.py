@@ -6,6 +6,7 @@ from unmask.models.arch import ARCHS, Arch, arch_from_meta, build_arch, register
 from unmask.models.backbones import PAPER_BACKBONES, PAPER_NAMES, PRETRAINED_SOURCES, build_backbone, resolve_name
 from unmask.models.checkpoint import load_checkpoint, load_detector, resolve_checkpoint, save_checkpoint
 from unmask.models.detector import Detector, build_detector, detector_from_meta
+from unmask.models import f3net as _f3net  # noqa: F401,E402 (registers the "f3net" arch)
 
 __all__ = [
     "ARCHS",
