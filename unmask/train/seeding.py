@@ -27,7 +27,8 @@ def seed_everything(seed: int) -> None:
 
 def worker_init_fn(worker_id: int) -> None:
     """DataLoader workers: derive numpy/python seeds from torch's per-worker seed (base seed + worker id), and
-    end with the trainer (a kill -9 of ``unmask train`` must not leave its loader workers behind)."""
+    end with the trainer (a kill -9 of ``unmask train`` must not leave its loader workers behind). torch's own
+    worker loop also polls its parent, every 5 s between batches; this makes it immediate and mid-batch."""
     exit_with_parent()
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
