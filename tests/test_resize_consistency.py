@@ -38,6 +38,10 @@ def test_training_pairs_resample_reals_like_scoring(tmp_path, astronaut_rgb, siz
     rec = FaceRecord(item_key="k", dataset="d", video_id="v", label=REAL, method="real", split="train",
                      frame_index=0, face_index=0, crop_path=str(path), box=face.box, landmarks=face.landmarks81,
                      score=face.score, frame_box=face.box, crop_origin=(0, 0))
-    real = PairDataset([rec], "sbi", image_size=size, margin=0.125, augment=False).pair(0)["real"]
+    from unmask.synthesis import build_synthesizer
+
+    # Transforms on the source only: the real of a pair is the target it was blended onto, untouched here.
+    synth = build_synthesizer("sbi", overrides=["transforms.object=source"])
+    real = PairDataset([rec], synth, image_size=size, margin=0.125, augment=False).pair(0)["real"]
     scored = resize_crop(margin_crop(astronaut_rgb, face.box, None, 0.125).image, size)
     assert np.array_equal(real, scored)

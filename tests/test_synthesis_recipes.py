@@ -14,7 +14,6 @@ from unmask.errors import ConfigError
 from unmask.synthesis import SYNTHESIZERS, DonorPool, SynthesisError, build_synthesizer
 from unmask.synthesis.blend import draw_ratio
 from unmask.synthesis.config import BlendConfig
-from unmask.synthesis.transforms import rgb_shift
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs" / "synthesis").glob("*.yaml"))
@@ -86,11 +85,15 @@ def test_alpha_blend_has_ratio_one_and_pastes_the_source(face):
         res = s.synth(img, lm, seed)
         assert res.record["blend"] == {"type": "alpha", "ratio": 1.0}
         assert res.mask.max() == 1.0
-        shift = [float(v) for v in res.record["transforms"]["source"][0][4:-1].split(",")]
-        src = rgb_shift(img, tuple(shift))
         full = res.mask == 1.0
         assert full.sum() > 1000
-        assert (res.fake[full] == src[full]).all()
+        # Where the weight is 1 the fake is the RGB-shifted source: one constant offset per channel
+        # (pixels the shift saturated aside), and the pair's real is the untouched target.
+        assert res.real is img
+        diff = res.fake[full].astype(int) - img[full].astype(int)
+        inner = ((img[full] > 30) & (img[full] < 225)).all(axis=1)
+        for c in range(3):
+            assert len(np.unique(diff[inner, c])) == 1
 
 
 def test_dynamic_blend_draws_sbi_ratios(face):
@@ -112,15 +115,23 @@ def test_median_recipe_keeps_the_fake_boundary_hard_gaussian_does_not(face):
     band = lambda m: float(((m > 0.02) & (m < 0.98)).mean())  # noqa: E731
     b_hard = np.mean([band(hard.synth(img, lm, s).mask) for s in range(6)])
     b_soft = np.mean([band(soft.synth(img, lm, s).mask) for s in range(6)])
-    # What the median leaves is the 1-2 px of anti-aliasing and warp interpolation at the edge.
-    assert b_hard < 0.3 * b_soft
+    # What the median leaves is the 1-2 px of anti-aliasing, elastic and the resize to SBI's blur size and back.
+    assert b_hard < 0.45 * b_soft
 
 
-def test_uint8_value1_recipe_gives_a_binary_mask(face):
+def test_uint8_changes_only_the_first_pass_erosion(face):
+    """Table 3 / Fig. 4: a uint8 value-1 mask rounds its first blur (so its erosion keeps every pixel the blur
+    left >= 0.5 instead of only the saturated ones), but after the first normalization it is float, as in SBI,
+    so it still ends with a soft ramp."""
     img, lm, _ = face
-    s = build_synthesizer(str(REPO / "configs/synthesis/sbi_global.yaml"), overrides=["blend.type=alpha"])
-    for seed in range(3):
-        assert set(np.unique(s.synth(img, lm, seed).mask).tolist()) <= {0.0, 1.0}
+    u8 = build_synthesizer(str(REPO / "configs/synthesis/sbi_global.yaml"), overrides=["blend.type=alpha"])
+    f32 = build_synthesizer(str(REPO / "configs/synthesis/sbi_global.yaml"),
+                            overrides=["blend.type=alpha", "mask.draw.dtype=float32"])
+    band = lambda m: float(((m > 0.02) & (m < 0.98)).mean())  # noqa: E731
+    for seed in range(4):
+        a, b = u8.synth(img, lm, seed).mask, f32.synth(img, lm, seed).mask  # same seed: same kernels drawn
+        assert len(np.unique(a)) > 20 and band(a) > 0.5 * band(b)
+        assert (a > 0.5).sum() > (b > 0.5).sum()  # the rounded first pass erodes less
 
 
 def test_generator_choice_follows_the_config(face):
@@ -204,8 +215,8 @@ def test_bad_image_is_a_clear_error(face):
 
 def test_emptied_mask_falls_back_to_the_plain_hull_and_says_so(face):
     img, lm, _ = face
-    s = build_synthesizer("sbi", overrides=["mask.lal.p_morph=1.0", "mask.lal.morph_frac=[-0.5,-0.5]",
-                                            "mask.lal.types=[components]"])  # erosion removes every part
+    s = build_synthesizer("sbi_lal", overrides=["mask.lal.p_morph=1.0", "mask.lal.morph_frac=[-0.5,-0.5]",
+                                                "mask.lal.types=[components]"])  # erosion removes every part
     res = s.synth(img, lm, 0)
     assert "erosion" in res.record["mask"]["fallback"]
     assert res.mask.max() > 0.2

@@ -60,7 +60,7 @@ def test_jpeg_round_trip_loses_detail_at_low_quality(img):
 
 def test_affine_moves_the_face_centre_by_the_translation():
     rng = np.random.default_rng(0)
-    m, rec = T.affine_random(AffineConfig(translate_frac=0.05, scale=(0.9, 1.1)), (200, 300), np.array([150.0, 100.0]), rng)
+    m, rec = T.affine_random(AffineConfig(translate=(0.05, 0.05), scale=(0.9, 1.1)), (200, 300), np.array([150.0, 100.0]), rng)
     c = m @ np.array([150.0, 100.0, 1.0])
     np.testing.assert_allclose(c - [150, 100], rec["shift_px"], atol=0.06)
     assert all(0.9 <= s <= 1.1 for s in rec["scale"])

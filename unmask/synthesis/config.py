@@ -20,9 +20,10 @@ from unmask.config import apply_overrides, from_dict, load_yaml, to_dict
 from unmask.errors import ConfigError
 
 Generator = Literal["hull", "lal", "local", "bbmg"]
-HullType = Literal["facehull", "face68", "extended", "components"]
+HullType = Literal["full", "extended", "components", "facehull", "face68"]
 Part = Literal["left_eye", "right_eye", "nose", "mouth"]
-HULL_TYPES: tuple[str, ...] = ("facehull", "face68", "extended", "components")
+HULL_TYPES: tuple[str, ...] = ("full", "extended", "components", "facehull", "face68")
+SBI_HULLS: tuple[str, ...] = ("full", "extended", "components", "facehull")  # SBI's Face X-ray hull library
 PARTS: tuple[str, ...] = ("left_eye", "right_eye", "nose", "mouth")
 
 
@@ -57,25 +58,31 @@ class DrawConfig:
 
 @dataclass(frozen=True)
 class HullConfig:
-    """Plain landmark convex hull (SBI's "global mask"): one type drawn uniformly from ``types``.
+    """Landmark hulls as SBI draws them: one type drawn uniformly from ``types`` per sample.
 
-    facehull = all 81 points (face + forehead); face68 = the 68 points (jaw + brows);
-    extended = jaw + brows raised half-way to the forehead arc; components = union of the
-    eye+brow hulls and the nose+mouth+chin hull (a mask with gaps at the cheeks).
+    The four DeepFaceLab-style families of SBI's (optional) Face X-ray hull library: ``full`` = union of the
+    jaw, cheek, brow-nose and nose part hulls over the 68 points (below the brows); ``extended`` = the same with
+    the brows raised by half their distance to the eyes; ``components`` = the same parts with only the upper
+    jaw (the lower jaw corners are left out, the cheeks stay covered); ``facehull`` = the plain convex hull of
+    all points (81 with the forehead). ``face68`` = the convex hull of the 68 points. With probability ``p_68``
+    only the 68 points are used (SBI: 25% of draws), which turns ``facehull`` into ``face68``.
     """
 
-    types: tuple[HullType, ...] = ("facehull",)
+    types: tuple[HullType, ...] = SBI_HULLS  # type: ignore[assignment]
+    p_68: float = 0.25
 
     def __post_init__(self) -> None:
         if not self.types:
             raise ConfigError("mask.hull.types: needs at least one hull type")
+        _check_p("mask.hull.p_68", self.p_68)
 
 
 @dataclass(frozen=True)
 class LALConfig:
-    """Face X-ray's landmark augmentation library: random hull type, erode/dilate, piecewise-affine warp."""
+    """The LAL knob: a hull family (as ``HullConfig``, drawn from ``types``) plus Face X-ray's erode/dilate and
+    piecewise-affine grid warp. Not part of SBI as released (``sbi``); the ``lal`` generator (``sbi_lal``, BBMG)."""
 
-    types: tuple[HullType, ...] = ("facehull", "face68", "extended", "components")
+    types: tuple[HullType, ...] = SBI_HULLS  # type: ignore[assignment]
     p_morph: float = 0.5  # probability of an erode or dilate
     morph_frac: tuple[float, float] = (-0.08, 0.08)  # structuring-element radius; negative = erode
     p_warp: float = 1.0
@@ -137,22 +144,35 @@ class MaskConfig:
     lal: LALConfig = field(default_factory=LALConfig)
     local: LocalConfig = field(default_factory=LocalConfig)
     bbmg: BBMGConfig = field(default_factory=BBMGConfig)
-    elastic: bool = True  # SBI: elastic deformation of the mask
-    elastic_frac: float = 0.02  # max displacement
-    elastic_smooth_frac: float = 0.2  # correlation length of the displacement field (>> elastic_frac: no folds)
+    elastic: bool = True  # SBI: elastic deformation of the mask only
+    # albumentations' ElasticTransform semantics (SBI: alpha 50, sigma 7): per-pixel uniform(-1, 1) noise,
+    # Gaussian-smoothed with ``elastic_sigma`` px, times ``elastic_alpha`` px; pixels of the synthesis canvas.
+    elastic_alpha: float = 50.0
+    elastic_sigma: float = 7.0
 
     def __post_init__(self) -> None:
         if not self.generators:
             raise ConfigError("mask.generators: needs at least one generator")
+        if self.elastic_alpha < 0 or self.elastic_sigma <= 0:
+            raise ConfigError("mask: needs elastic_alpha >= 0 and elastic_sigma > 0")
 
 
 @dataclass(frozen=True)
 class BlurConfig:
     """Boundary blur (Table 1 "boundary-blurring operations", Table 4, Fig. 5).
 
-    ``kernel``: odd kernel sizes drawn uniformly from this inclusive range per pass. ``passes=2`` is SBI's
-    two-stage blur: after the first pass only its saturated interior is kept, then a second blur draws the
-    final ramp (so the soft band lies inside the hull rather than spilling outward). ``mode="boundary"``
+    ``resize`` (SBI's scale): before blurring, the mask is resized to a height and a width drawn independently
+    from this inclusive range (pixels, for the crop the synthesizer is given), blurred there, and resized back;
+    kernel sizes are pixels of that resized mask, whatever the crop size (None: blur at the crop's own size).
+    ``reference``: what the drawn size stands for -- ``sbi_crop`` (default) = SBI's own blending canvas, its
+    large-margin crop (the 68-landmark box widened by w/2 left and right, h above and 0.4h below, cut at the
+    picture's edge: the crop ``unmask prepare`` stores), so the blur has SBI's scale on the face although
+    unmask synthesizes on the smaller final window; ``image`` = the image the synthesizer is given.
+    ``kernel``: odd kernel sizes drawn uniformly from this inclusive range per pass (OpenCV's automatic sigma).
+    ``passes=2`` is SBI's two-stage blur: the first blur is divided by its maximum and every value below 1 set
+    to 0 (an erosion), then a second blur with an integer sigma drawn from ``sigma2`` (None: automatic) draws
+    the final ramp, divided by its maximum again. After the first normalization the mask is float whatever
+    its drawn dtype, so a uint8 mask changes only the first-pass erosion (Table 3, Fig. 4). ``mode="boundary"``
     (Fig. 5) keeps the mask at 1 wherever it was 1 before blurring: only the outside ramp is soft.
     Median does not soften a binary boundary at all (Table 4). BBMG blurs its global and local masks
     separately, one pass each, with kernels from this range.
@@ -162,6 +182,9 @@ class BlurConfig:
     kernel: tuple[int, int] = (5, 25)
     passes: int = 2
     mode: Literal["full", "boundary"] = "full"
+    resize: tuple[int, int] | None = (192, 256)
+    sigma2: tuple[int, int] | None = (5, 45)
+    reference: Literal["sbi_crop", "image"] = "sbi_crop"
 
     def __post_init__(self) -> None:
         lo, hi = self.kernel
@@ -169,20 +192,30 @@ class BlurConfig:
             raise ConfigError(f"blur.kernel: needs odd sizes 1 <= low <= high, got {list(self.kernel)}")
         if self.passes not in (1, 2):
             raise ConfigError("blur.passes: must be 1 or 2")
+        if self.resize is not None:
+            _check_range("blur.resize", self.resize, 8, 4096)
+        if self.sigma2 is not None:
+            _check_range("blur.sigma2", self.sigma2, 1, 1000)
 
 
 @dataclass(frozen=True)
 class ColorConfig:
-    """Colour family (RGBShift, HueSaturationValue, RandomBrightnessContrast), each with its probability."""
+    """Colour family (RGBShift, HueSaturationValue, RandomBrightnessContrast), each with its probability.
+
+    Defaults are SBI's source/target group: RGB shift +-20 (p 0.3), HSV (p 1) with SBI's limits of +-0.3
+    (OpenCV 8-bit units; hue 0.3 units = 0.6 degrees), brightness/contrast +-0.1 (p 1). Lookup tables truncate
+    to uint8 like albumentations 1.3.1, so SBI's +-0.3 HSV draw is kept as it acts there: the 8-bit HSV round
+    trip plus one level down on a channel whose draw is negative (nothing on a positive draw).
+    """
 
     enabled: bool = True
     p_rgb_shift: float = 0.3
     rgb_shift: float = 20.0  # max |shift| per channel, 0-255 units
-    p_hsv: float = 0.3
-    hue_shift: float = 10.0  # degrees (0-360 scale)
-    sat_shift: float = 30.0  # 0-255 units
-    val_shift: float = 20.0
-    p_brightness_contrast: float = 0.3
+    p_hsv: float = 1.0
+    hue_shift: float = 0.6  # degrees (0-360 scale)
+    sat_shift: float = 0.3  # 0-255 units
+    val_shift: float = 0.3
+    p_brightness_contrast: float = 1.0
     brightness: float = 0.1  # +- fraction of 255
     contrast: float = 0.1  # +- fraction: gain = 1 + c
 
@@ -193,17 +226,22 @@ class ColorConfig:
 
 @dataclass(frozen=True)
 class FrequencyConfig:
-    """Frequency family: random downscale (down then up) or sharpen, one of them with probability ``p``."""
+    """Frequency family: with probability ``p`` exactly one of (50/50) a downscale by a factor drawn from
+    ``downscale`` (nearest down, linear back up) or a sharpen (albumentations' kernel, ``sharpen_alpha``,
+    ``sharpen_lightness``). SBI: p 1, factors 1/2 or 1/4, alpha 0.2-0.5, lightness 0.5-1.0."""
 
     enabled: bool = True
-    p: float = 0.3
-    downscale: tuple[float, float] = (0.25, 0.5)
+    p: float = 1.0
+    downscale: tuple[float, ...] = (0.5, 0.25)
     sharpen_alpha: tuple[float, float] = (0.2, 0.5)
+    sharpen_lightness: tuple[float, float] = (0.5, 1.0)
 
     def __post_init__(self) -> None:
         _check_p("transforms.frequency.p", self.p)
-        _check_range("transforms.frequency.downscale", self.downscale, 0.05, 1.0)
-        _check_range("transforms.frequency.sharpen_alpha", self.sharpen_alpha, 0.0, 2.0)
+        if not self.downscale or any(not 0.05 <= f <= 1.0 for f in self.downscale):
+            raise ConfigError("transforms.frequency.downscale: needs factors in [0.05, 1]")
+        _check_range("transforms.frequency.sharpen_alpha", self.sharpen_alpha, 0.0, 1.0)
+        _check_range("transforms.frequency.sharpen_lightness", self.sharpen_lightness, 0.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -215,8 +253,11 @@ class AffineConfig:
     """
 
     enabled: bool = True
-    translate_frac: float = 0.03  # of the image size, per axis
-    scale: tuple[float, float] = (0.95, 1.05)  # per axis (SBI resizes height and width independently)
+    translate: tuple[float, float] = (0.03, 0.015)  # max |shift| as a fraction of the reference (x, y); SBI
+    scale: tuple[float, float] = (0.95, 1 / 0.95)  # drawn per axis (SBI: x and y independently)
+    # sbi_crop: translate relative to, and scale about the centre of, SBI's large-margin crop (BlurConfig);
+    # image: relative to the synthesis image, about the face centre.
+    reference: Literal["sbi_crop", "image"] = "sbi_crop"
 
     def __post_init__(self) -> None:
         _check_range("transforms.affine.scale", self.scale, 0.5, 2.0)
@@ -277,11 +318,12 @@ class SynthConfig:
 
 @dataclass(frozen=True)
 class FinalAugConfig:
-    """Augmentations shared by the real and the fake of a training pair, drawn independently for each
-    (paper 000 sec. 4.1: ImageCompression, RGBShift, HueSaturationValue, RandomBrightnessContrast), plus a
-    horizontal flip applied to both images of a pair together."""
+    """Final augmentations of a training pair (paper 000 sec. 4.1: ImageCompression, RGBShift,
+    HueSaturationValue, RandomBrightnessContrast; SBI's magnitudes), ONE draw per pair applied identically to
+    the real and the fake -- so the two differ only where they were blended -- plus a horizontal flip of both."""
 
-    color: ColorConfig = field(default_factory=ColorConfig)
+    color: ColorConfig = field(default_factory=lambda: ColorConfig(p_hsv=0.3, p_brightness_contrast=0.3,
+                                                                   brightness=0.3, contrast=0.3))
     p_jpeg: float = 0.5
     jpeg_quality: tuple[int, int] = (40, 100)
     p_hflip: float = 0.5

@@ -33,11 +33,17 @@ def caption_lines(record: dict[str, Any]) -> list[str]:
         parts.append("+".join(p.replace("_eye", "E").replace("left", "l").replace("right", "r") for p in m["parts"]))
     if "form" in m and m["form"] != "full":
         parts.append(m["form"])
-    for key, tag in (("morph_px", "morph"), ("warp_px", "warp"), ("elastic_px", "el")):
+    if m.get("points") == 68:
+        parts.append("68pt")
+    for key, tag in (("morph_px", "morph"), ("warp_px", "warp"), ("elastic", "el")):
         if key in m:
             parts.append(f"{tag}{_fmt(m[key])}")
     b = m.get("blur", {})
     line1 = " ".join(parts) + f" | {b.get('op', '?')} k={_fmt(b.get('kernels', []))}"
+    if "sigma2" in b:
+        line1 += f" s={b['sigma2']}"
+    if "size" in b:
+        line1 += f" @{_fmt(b['size'])}"
     if b.get("mode") == "boundary":
         line1 += " (boundary)"
     if "fallback" in m:
@@ -55,8 +61,8 @@ def caption_lines(record: dict[str, Any]) -> list[str]:
         line3 += f" | donor {record['donor'].get('face', record['donor'].get('identity'))}"
     if record.get("hflip"):
         line3 += " | flip"
-    if record.get("final_fake"):
-        line3 += f" | final {' '.join(record['final_fake'])}"
+    if record.get("final"):
+        line3 += f" | final {' '.join(record['final'])}"
     return [line1, line2, line3]
 
 

@@ -35,23 +35,51 @@ def convex_hull(points: np.ndarray) -> np.ndarray:
     return cv2.convexHull(pts).reshape(-1, 2)
 
 
+# DeepFaceLab-style part groups over dlib's 68 points (the layout of the hull families SBI draws through its
+# optional Face X-ray library): each group's convex hull is one polygon, the mask is their union. Every group
+# but the lower-face ones reaches the chin (point 8), so the union covers the face below the brows, with
+# concave notches where the jaw meets the temples instead of one convex outline.
+_CHIN = (8,)
+_UPPER_PARTS = (
+    (17, 18, 19) + _CHIN,  # right cheek (image left): outer brow to the chin
+    (24, 25, 26) + _CHIN,  # left cheek
+    tuple(range(19, 25)) + _CHIN,  # brow centre / nose ridge to the chin
+    tuple(range(17, 22)) + (27,) + tuple(range(31, 36)) + _CHIN,  # right eye region
+    tuple(range(22, 27)) + (27,) + tuple(range(31, 36)) + _CHIN,  # left eye region
+    tuple(range(27, 36)),  # nose
+)
+_FULL_JAW = (tuple(range(0, 9)) + (17,), tuple(range(8, 17)) + (26,))
+_COMPONENT_JAW = (tuple(range(0, 5)) + (17,), tuple(range(12, 17)) + (26,))  # upper jaw only
+
+
+def _raised_brows(lm68: np.ndarray) -> np.ndarray:
+    """The 68 points with each brow point moved away from the eye point below it by half their distance
+    (the "extended" hull): the eye references run from a point a quarter of the way from the outer eye
+    corner to the face side, along the upper lid."""
+    p = lm68.astype(np.float32).copy()
+    q_r = (3.0 * p[36] + p[0]) / 4.0
+    q_l = (3.0 * p[45] + p[16]) / 4.0
+    eye_r = np.stack([q_r, p[36], p[37], p[38], p[39]])
+    eye_l = np.stack([p[42], p[43], p[44], p[45], q_l])
+    p[17:22] += 0.5 * (p[17:22] - eye_r)
+    p[22:27] += 0.5 * (p[22:27] - eye_l)
+    return p
+
+
 def hull_polygons(lm: np.ndarray, hull_type: str) -> list[np.ndarray]:
-    """The convex polygon(s) of one hull type over 81 landmarks (see ``HullConfig``)."""
+    """The convex polygon(s) of one hull type over 81 (or 68) landmarks (see ``HullConfig``).
+
+    ``facehull`` is the convex hull of all the points given (pass ``lm[:68]`` for SBI's 68-point draws).
+    """
     lm = np.asarray(lm, dtype=np.float32)
     if hull_type == "facehull":
         return [convex_hull(lm)]
     if hull_type == "face68":
         return [convex_hull(lm[:68])]
-    if hull_type == "extended":
-        brows = lm[list(L.RIGHT_BROW + L.LEFT_BROW)]
-        up = lm[list(L.FOREHEAD)].mean(axis=0) - brows.mean(axis=0)
-        return [convex_hull(np.concatenate([lm[list(L.JAW)], brows, brows + 0.5 * up]))]
-    if hull_type == "components":
-        return [
-            convex_hull(lm[list(L.LEFT_EYE + L.RIGHT_BROW)]),
-            convex_hull(lm[list(L.RIGHT_EYE + L.LEFT_BROW)]),
-            convex_hull(lm[list(L.NOSE + L.MOUTH + L.JAW[4:13])]),
-        ]
+    if hull_type in ("full", "extended", "components"):
+        p = _raised_brows(lm[:68]) if hull_type == "extended" else lm[:68]
+        jaw = _COMPONENT_JAW if hull_type == "components" else _FULL_JAW
+        return [convex_hull(p[list(g)]) for g in jaw + _UPPER_PARTS]
     raise ValueError(f"unknown hull type {hull_type!r}")
 
 
@@ -189,40 +217,45 @@ def piecewise_affine_field(size: tuple[int, int], offsets: np.ndarray) -> tuple[
     return d[..., 0].astype(np.float32), d[..., 1].astype(np.float32)
 
 
-def elastic_field(size: tuple[int, int], amplitude: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """White-noise displacement on an (h, w) lattice, scaled so max |d| = ``amplitude`` px.
+ELASTIC_STEP = 2  # lattice step (px) of the elastic noise; see ``elastic_field``
 
-    Sampled on a coarse lattice (one node per half correlation length) and cubic-upsampled by the caller,
-    it is the same kind of smooth field as Gaussian-smoothed per-pixel noise (SBI / albumentations'
-    elastic transform) at a fraction of the cost.
+
+def elastic_field(size: tuple[int, int], alpha: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """albumentations' ElasticTransform displacement (SBI: alpha 50, sigma 7) over an (h, w) region, (h, w, 2).
+
+    The definition is per-pixel uniform(-1, 1) noise, Gaussian-smoothed with ``sigma`` (truncated at 4 sigma,
+    like scipy's ``gaussian_filter``), times ``alpha``. That field is band-limited to ~1/sigma, so it is drawn
+    on a lattice of step ``ELASTIC_STEP`` (2 px) with sigma / step (white noise on a coarser lattice has step^2
+    times the variance after the same smoothing, so it is divided by step), and upsampled linearly: the same
+    Gaussian random field (same covariance up to the lattice) for a quarter of the noise and the filtering.
     """
-    d = rng.standard_normal((size[0], size[1], 2)).astype(np.float32)
-    peak = float(np.abs(d).max())
-    if peak > 0:
-        d *= np.float32(amplitude / peak)
-    return d[..., 0], d[..., 1]
+    h, w = size
+    s = ELASTIC_STEP if sigma >= 2 * ELASTIC_STEP else 1
+    ch, cw = -(-h // s) + 1, -(-w // s) + 1
+    d = rng.random((ch, cw, 2), dtype=np.float32)
+    d = d * np.float32(2.0) - np.float32(1.0)
+    sc = sigma / s
+    k = 2 * int(4.0 * sc + 0.5) + 1
+    d = cv2.GaussianBlur(d, (k, k), sc, borderType=cv2.BORDER_REFLECT)
+    d *= np.float32(alpha / s)
+    if s == 1:
+        return d[:h, :w]
+    big = cv2.resize(d, (cw * s, ch * s), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(big[:h, :w])
 
 
-def deformation_field(roi_size: tuple[int, int], warp: np.ndarray | None, elastic_amp: float, elastic_smooth: float,
+def deformation_field(roi_size: tuple[int, int], warp: np.ndarray | None, elastic: tuple[float, float] | None,
                       rng: np.random.Generator) -> np.ndarray:
-    """LAL grid warp + SBI elastic deformation as one dense (h, w, 2) displacement over the ROI.
-
-    Both fields are summed on one coarse lattice and upsampled once (cubic).
-    """
+    """LAL grid warp + SBI elastic deformation as one dense (h, w, 2) displacement over the ROI."""
     rh, rw = roi_size
-    step = max(elastic_smooth / 2.0, 4.0) if elastic_amp > 0 else 16.0
-    ch, cw = max(4, int(np.ceil(rh / step)) + 1), max(4, int(np.ceil(rw / step)) + 1)
-    dx = np.zeros((ch, cw), np.float32)
-    dy = np.zeros((ch, cw), np.float32)
+    disp = np.zeros((rh, rw, 2), np.float32)
     if warp is not None:
+        ch, cw = max(4, int(np.ceil(rh / 16.0)) + 1), max(4, int(np.ceil(rw / 16.0)) + 1)
         wx, wy = piecewise_affine_field((ch, cw), warp)
-        dx += wx
-        dy += wy
-    if elastic_amp > 0:
-        ex, ey = elastic_field((ch, cw), elastic_amp, rng)
-        dx += ex
-        dy += ey
-    return cv2.resize(np.dstack([dx, dy]), (rw, rh), interpolation=cv2.INTER_CUBIC)
+        disp += cv2.resize(np.dstack([wx, wy]), (rw, rh), interpolation=cv2.INTER_CUBIC)
+    if elastic is not None and elastic[0] > 0:
+        disp += elastic_field((rh, rw), elastic[0], elastic[1], rng)
+    return disp
 
 
 def remap_roi(mask: np.ndarray, roi: tuple[int, int, int, int], disp: np.ndarray) -> np.ndarray:
@@ -258,7 +291,9 @@ def _choose(rng: np.random.Generator, options: Sequence[str]) -> str:
 
 def lal_polygons(lm: np.ndarray, cfg: LALConfig, rng: np.random.Generator,
                  record: dict[str, Any]) -> list[np.ndarray]:
-    """LAL step 1-2: a random hull type, then with ``p_morph`` an erode/dilate (polygon-exact)."""
+    """LAL step 1-2: a random hull type, then with ``p_morph`` an erode/dilate (polygon-exact).
+
+    ``lm`` may be 68 points (SBI's 68-point draws), which makes ``facehull`` the 68-point hull."""
     hull_type = _choose(rng, cfg.types)
     polys = hull_polygons(lm, hull_type)
     record["hull"] = hull_type
@@ -296,20 +331,26 @@ def generate_raw_mask(generator: str, lm: np.ndarray, shape: tuple[int, int], *,
                       matrix: np.ndarray | None = None) -> RawMask:
     """One raw mask of ``generator`` over landmarks ``lm`` (moved by the affine ``matrix`` if given).
 
-    ``elastic`` = (amplitude_px, smooth_px) adds SBI's elastic deformation (None = off). For ``bbmg`` the
-    landmark mask (LAL) gets the warps; the local features are cut out of it afterwards (eq. 2).
+    ``elastic`` = (alpha_px, sigma_px) adds SBI's elastic deformation of the mask (None = off). For ``bbmg``
+    the landmark mask (LAL) gets the warps; the local features are cut out of it afterwards (eq. 2).
+    Hull draws use only the 68 points with probability ``hull.p_68`` (SBI: 25%).
     """
     lm = affine_points(lm, matrix)
     fs = L.face_size(lm)
     record: dict[str, Any] = {"generator": generator}
     local_polys: list[np.ndarray] | None = None
     warp_px = 0.0
+    if generator in ("hull", "lal", "bbmg"):
+        hull_lm = lm
+        if rng.random() < hull.p_68:
+            hull_lm = lm[:68]
+            record["points"] = 68
     if generator == "hull":
         ht = _choose(rng, hull.types)
-        polys = hull_polygons(lm, ht)
+        polys = hull_polygons(hull_lm, ht)
         record["hull"] = ht
     elif generator == "lal" or generator == "bbmg":
-        polys = lal_polygons(lm, lal, rng, record)
+        polys = lal_polygons(hull_lm, lal, rng, record)
         if rng.random() < lal.p_warp:
             warp_px = lal.warp_frac * fs
         if generator == "bbmg":
@@ -321,17 +362,17 @@ def generate_raw_mask(generator: str, lm: np.ndarray, shape: tuple[int, int], *,
         raise ValueError(f"unknown mask generator {generator!r}")
 
     mask = draw_polygons(shape, polys, draw)
-    amp = elastic[0] if elastic else 0.0
-    roi = _roi(polys, shape, pad=0.25 * fs + warp_px + amp + 2)
+    amp = 0.15 * elastic[0] if elastic else 0.0  # the smoothed field's |d| stays well below 0.15 alpha
+    roi = _roi(polys, shape, pad=warp_px + amp + 4)
     if warp_px > 0 or amp > 0:
         warp = None
         if warp_px > 0:
             g = lal.warp_grid
             warp = rng.uniform(-warp_px, warp_px, size=(g, g, 2)).astype(np.float32)
             record["warp_px"] = round(warp_px, 1)
-        if amp > 0:
-            record["elastic_px"] = round(amp, 1)
-        disp = deformation_field((roi[3] - roi[1], roi[2] - roi[0]), warp, amp, elastic[1] if elastic else 0.0, rng)
+        if elastic and elastic[0] > 0:
+            record["elastic"] = [round(float(elastic[0]), 1), round(float(elastic[1]), 1)]
+        disp = deformation_field((roi[3] - roi[1], roi[2] - roi[0]), warp, elastic, rng)
         mask = remap_roi(mask, roi, disp)
 
     out = RawMask(mask=mask, record=record, roi=roi)

@@ -7,11 +7,12 @@ only on those three numbers -- any worker count, any resume point, same images):
 2. draw the final window: the detector box widened by a random margin per side (default (0.04, 0.20),
    paper 000 sec. 4.1; SBI's own code draws its margins differently -- see docs/synthesis.md), and resize
    it to ``image_size`` x ``image_size`` (380 by default);
-3. synthesize the pseudo-fake **on that resized window** -- the same blend as synthesizing on the large
-   crop and cutting afterwards (the blend is per pixel and the mask is clipped to the window either way),
-   at a fixed, small cost per pair;
-4. ``augment``: a horizontal flip of both images together, then the shared final augmentations (colour,
-   JPEG; ``FinalAugConfig``) drawn independently for the real and for the fake.
+3. synthesize the pseudo-fake **on that resized window** (a fixed, small cost per pair); the pair's real is
+   the image the fake was blended onto (``SynthResult.real``: the transformed target when the target was
+   transformed), so real and fake differ only where the blend mask is non-zero;
+4. ``augment``: a horizontal flip of both images together, then ONE draw of the final augmentations
+   (colour, JPEG; ``FinalAugConfig``) applied identically to the real and the fake (SBI's pipeline). Outside
+   the mask the two stay byte-identical, except in the JPEG blocks that straddle the mask's edge.
 
 ``pair_collate`` stacks B samples as ``image`` (2B, 3, S, S) float32 in [0, 1] -- the B reals, then their
 B fakes in the same order -- ``label`` (0 x B, 1 x B), ``mask`` (2B, 1, S, S) (zeros for reals, the blend
@@ -34,7 +35,7 @@ from unmask.synthesis.config import FinalAugConfig, SynthConfig
 from unmask.synthesis.landmarks import SynthesisError, check_landmarks
 from unmask.synthesis.pool import DonorPool
 from unmask.synthesis.recipes import Synthesizer, build_synthesizer
-from unmask.synthesis.transforms import color_random, jpeg
+from unmask.synthesis.transforms import Op, apply_ops, describe, draw_color
 
 
 def _default_loader(rec: Any) -> np.ndarray:
@@ -43,14 +44,22 @@ def _default_loader(rec: Any) -> np.ndarray:
     return load_rgb(rec.crop_path)
 
 
-def final_augment(img: np.ndarray, cfg: FinalAugConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
-    """Colour (RGBShift, HSV, brightness/contrast) then JPEG re-compression with probability ``p_jpeg``."""
-    img, done = color_random(img, cfg.color, rng)
+def draw_final(cfg: FinalAugConfig, rng: np.random.Generator) -> list[Op]:
+    """One final-augmentation draw: colour (RGBShift, HSV, brightness/contrast), then JPEG with ``p_jpeg``."""
+    ops = draw_color(cfg.color, rng)
     if rng.random() < cfg.p_jpeg:
-        q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
-        img = jpeg(img, q)
-        done.append(f"jpeg({q})")
-    return img, done
+        ops.append(("jpeg", (float(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)),)))
+    return ops
+
+
+def final_augment(images: np.ndarray | Sequence[np.ndarray], cfg: FinalAugConfig,
+                  rng: np.random.Generator) -> tuple[Any, list[str]]:
+    """Draw the final augmentations once and apply that draw to ``images`` (one image or several, e.g. a
+    pair's real and fake). Returns (the image or the list of images, captions of what was applied)."""
+    ops = draw_final(cfg, rng)
+    if isinstance(images, np.ndarray):
+        return apply_ops(np.ascontiguousarray(images), ops), describe(ops)
+    return [apply_ops(np.ascontiguousarray(im), ops) for im in images], describe(ops)
 
 
 def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -126,20 +135,25 @@ class PairDataset(Dataset):
         h, w = mc.image.shape[:2]
         real = resize_face(mc.image, self.image_size)
         lm = mc.landmarks * np.array([self.image_size / w, self.image_size / h], np.float32)
+        # The stored crop's rectangle in window coordinates: where SBI's own (large-margin) crop is cut.
+        wx0, wy0 = mc.window[0], mc.window[1]
+        sx, sy = self.image_size / w, self.image_size / h
+        bounds = (-wx0 * sx, -wy0 * sy, (img.shape[1] - wx0) * sx, (img.shape[0] - wy0) * sy)
         try:
             res = self.synthesizer.synth(real, lm, rng, identity=getattr(rec, "identity", None)
-                                         or getattr(rec, "video_id", None))
+                                         or getattr(rec, "video_id", None), bounds=bounds)
         except SynthesisError as exc:
             raise SynthesisError(f"{where}: {exc}") from None
         fake, mask = res.fake, res.mask
+        if res.real is not None:
+            real = res.real  # the image the fake was blended onto (transformed target included)
         record = dict(res.record)
         record["window"] = [int(v) for v in mc.window]
         if self.augment:
             if rng.random() < self.final_aug.p_hflip:
                 real, fake, mask = real[:, ::-1], fake[:, ::-1], mask[:, ::-1]
                 record["hflip"] = True
-            real, record["final_real"] = final_augment(np.ascontiguousarray(real), self.final_aug, rng)
-            fake, record["final_fake"] = final_augment(np.ascontiguousarray(fake), self.final_aug, rng)
+            (real, fake), record["final"] = final_augment((real, fake), self.final_aug, rng)
         return {"real": np.ascontiguousarray(real), "fake": np.ascontiguousarray(fake),
                 "mask": np.ascontiguousarray(mask), "record": record, "index": int(index)}
 

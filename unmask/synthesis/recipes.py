@@ -11,7 +11,9 @@ The pipeline is paper 000's Fig. 2 for every recipe:
 5. blend with ratio 1 (alpha) or a ratio from {0.25, 0.5, 0.75, 1, 1, 1} (dynamic).
 
 The returned mask is the per-pixel weight of the source actually used (ratio included), float32 in [0, 1];
-``SynthResult.boundary`` is Face X-ray's 4 * M * (1 - M). ``record`` lists every option drawn (JSON-able).
+``SynthResult.real`` is the image the fake was blended onto (the transformed target when the target was
+transformed, as in SBI), so a pair differs only where the mask is non-zero; ``SynthResult.boundary`` is Face
+X-ray's 4 * M * (1 - M). ``record`` lists every option drawn (JSON-able).
 
 Registry: ``SYNTHESIZERS`` maps a recipe name to a function returning its default config;
 ``build_synthesizer`` accepts a name, a YAML path, a mapping or a config.
@@ -30,11 +32,11 @@ import numpy as np
 from unmask.errors import ConfigError
 from unmask.synthesis import masks as M
 from unmask.synthesis.blend import blend, draw_ratio, xray_boundary
-from unmask.synthesis.blur import boundary_blur
+from unmask.synthesis.blur import boundary_blur, draw_scale, reach
 from unmask.synthesis.config import (AffineConfig, BBMGConfig, BlendConfig, BlurConfig, ColorConfig, DonorConfig,
                                      FrequencyConfig, MaskConfig, SynthConfig, TransformConfig, load_synth_config,
                                      synth_config_from_dict)
-from unmask.synthesis.landmarks import SynthesisError, check_landmarks, face_size, polygon_area
+from unmask.synthesis.landmarks import SynthesisError, check_landmarks, polygon_area
 from unmask.synthesis.pool import DonorPool, mean_std_transfer, similarity_transform
 from unmask.synthesis.transforms import affine_random, source_target_random, warp_affine
 
@@ -44,11 +46,13 @@ MIN_MASK_PX = 16.0
 
 @dataclass
 class SynthResult:
-    """A pseudo-fake: ``fake`` HxWx3 uint8 RGB, ``mask`` HxW float32 in [0, 1], ``record`` of options drawn."""
+    """A pseudo-fake: ``fake`` HxWx3 uint8 RGB, ``mask`` HxW float32 in [0, 1], ``record`` of options drawn,
+    ``real`` the image it was blended onto (the training pair's real; None only if built by hand)."""
 
     fake: np.ndarray
     mask: np.ndarray
     record: dict[str, Any]
+    real: np.ndarray | None = None
 
     @property
     def boundary(self) -> np.ndarray:
@@ -110,7 +114,8 @@ class Synthesizer:
         return aligned, valid, {"index": i, "identity": self.pool.identity(i), "face": self.pool.name(i)}
 
     def _mask(self, generator: str, lm: np.ndarray, shape: tuple[int, int], matrix: np.ndarray | None,
-              rng: np.random.Generator, plain: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+              rng: np.random.Generator, plain: bool = False,
+              ref: tuple[float, float] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """The blurred float mask for an image of ``shape``.
 
         It is made on a canvas padded by the blur's reach on every side and then cut: the hull beyond the
@@ -120,23 +125,26 @@ class Synthesizer:
         """
         cfg = self.config
         passes = 1 if generator == "bbmg" else cfg.blur.passes
-        pad = (int(cfg.blur.kernel[1]) // 2) * passes + 2  # the blur's reach
         h, w = shape
+        scale = draw_scale(cfg.blur, ref or shape, rng)  # SBI: the mask is blurred at a 192-256 px size
+        pad = reach(cfg.blur, passes)  # the blur's reach, in pixels of the blurred mask ...
+        if scale is not None:  # ... and of the crop
+            pad = int(np.ceil(pad / min(scale))) + 2
         lm = lm + np.float32(pad)
         if matrix is not None:  # conjugate by the shift: x' = M (x - pad) + pad
             matrix = matrix.copy()
             matrix[:, 2] += pad - matrix[:, :2].sum(axis=1) * pad
-        mask, rec = self._padded_mask(generator, lm, (h + 2 * pad, w + 2 * pad), matrix, rng, plain)
+        mask, rec = self._padded_mask(generator, lm, (h + 2 * pad, w + 2 * pad), matrix, rng, plain, scale)
         return np.ascontiguousarray(mask[pad:pad + h, pad:pad + w]), rec
 
     def _padded_mask(self, generator: str, lm: np.ndarray, shape: tuple[int, int], matrix: np.ndarray | None,
-                     rng: np.random.Generator, plain: bool) -> tuple[np.ndarray, dict[str, Any]]:
+                     rng: np.random.Generator, plain: bool,
+                     scale: tuple[float, float] | None) -> tuple[np.ndarray, dict[str, Any]]:
         cfg = self.config
         mc = cfg.mask
-        fs = face_size(lm)
         elastic = None
         if mc.elastic and not plain:
-            elastic = (mc.elastic_frac * fs, mc.elastic_smooth_frac * fs)
+            elastic = (mc.elastic_alpha, mc.elastic_sigma)
         lal = mc.lal
         if plain:  # fallback: the un-augmented hull
             lal = dataclasses.replace(lal, p_morph=0.0, p_warp=0.0)
@@ -147,8 +155,8 @@ class Synthesizer:
         if generator == "bbmg":
             blur_recs: list[dict[str, Any]] = []
 
-            def _blur(m: np.ndarray) -> np.ndarray:
-                out, r = boundary_blur(m, cfg.blur, value, rng, passes=1)
+            def _blur(m: np.ndarray) -> np.ndarray:  # global and local share the pair's blur scale
+                out, r = boundary_blur(m, cfg.blur, value, rng, passes=1, scale=scale)
                 blur_recs.append(r)
                 return out
 
@@ -156,14 +164,18 @@ class Synthesizer:
             rec["blur"] = {"op": cfg.blur.op, "mode": cfg.blur.mode,
                            "kernels": [k for r in blur_recs for k in r["kernels"]]}
         else:
-            mask, rec["blur"] = boundary_blur(raw.mask, cfg.blur, value, rng)
+            mask, rec["blur"] = boundary_blur(raw.mask, cfg.blur, value, rng, scale=scale)
         return mask, rec
 
     # -- the recipe ----------------------------------------------------------------------------------
 
     def synth(self, image: np.ndarray, landmarks81: np.ndarray, rng: np.random.Generator | int,
-              identity: Any = None) -> SynthResult:
-        """Make one pseudo-fake of ``image`` (HxWx3 uint8 RGB) from its landmarks (81 or 68 points)."""
+              identity: Any = None, bounds: tuple[float, float, float, float] | None = None) -> SynthResult:
+        """Make one pseudo-fake of ``image`` (HxWx3 uint8 RGB) from its landmarks (81 or 68 points).
+
+        ``bounds``: the rectangle (x0, y0, x1, y1, in this image's coordinates) of the picture the face was
+        cut from (``PairDataset``: the stored crop), which bounds SBI's crop (``sbi_crop_box``); None: unbounded.
+        """
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             got = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
             raise SynthesisError(f"synthesis needs an HxWx3 uint8 RGB image, got {got}")
@@ -177,18 +189,25 @@ class Synthesizer:
         if cfg.source == "donor":
             source, valid, record["donor"] = self._donor(image, lm, identity, rng)
 
-        matrix, arec = affine_random(cfg.transforms.affine, (h, w), lm[:68].mean(axis=0), rng)
+        sx0, sy0, sx1, sy1 = sbi_crop_box(lm, bounds)
+        sbi_shape, sbi_centre = (sy1 - sy0, sx1 - sx0), np.array([(sx0 + sx1) / 2, (sy0 + sy1) / 2])
+        ac = cfg.transforms.affine
+        if ac.reference == "sbi_crop":
+            matrix, arec = affine_random(ac, sbi_shape, sbi_centre, rng)
+        else:
+            matrix, arec = affine_random(ac, (h, w), lm[:68].mean(axis=0), rng)
         if arec:
             record["affine"] = arec
 
         gens = cfg.mask.generators
         generator = str(gens[int(rng.integers(len(gens)))])
-        mask, record["mask"] = self._mask(generator, lm, (h, w), matrix, rng)
+        ref = sbi_shape if cfg.blur.reference == "sbi_crop" else None
+        mask, record["mask"] = self._mask(generator, lm, (h, w), matrix, rng, ref=ref)
         hull_area = polygon_area(np.clip(lm, [0, 0], [w, h]))
         min_sum = max(MIN_MASK_PX, MIN_MASK_FRACTION * float(hull_area))
         if float(mask.sum()) < min_sum:
             # Documented fallback: augmentations (erosion, local parts out of frame) emptied the mask.
-            mask, record["mask"] = self._mask("hull", lm, (h, w), matrix, rng, plain=True)
+            mask, record["mask"] = self._mask("hull", lm, (h, w), matrix, rng, plain=True, ref=ref)
             record["mask"]["fallback"] = f"{generator} mask was empty; used the plain face hull"
             if float(mask.sum()) < min_sum:
                 raise SynthesisError("the blending mask is empty (face hull outside the image)")
@@ -208,7 +227,21 @@ class Synthesizer:
         if ratio != 1.0:
             mask = mask * np.float32(ratio)
         fake = blend(source, target, mask)
-        return SynthResult(fake=fake, mask=mask, record=record)
+        return SynthResult(fake=fake, mask=mask, record=record, real=target)
+
+
+def sbi_crop_box(lm: np.ndarray, bounds: tuple[float, float, float, float] | None) -> tuple[float, float, float, float]:
+    """SBI's blending canvas in this image's coordinates: the 68-landmark box widened by w/2 left and right,
+    h above and 0.4h below (SBI's training crop; unmask's stored crop), cut by ``bounds`` (the picture's edge)."""
+    p = np.asarray(lm, np.float64)[:68]
+    x0, y0 = p.min(axis=0)
+    x1, y1 = p.max(axis=0)
+    bw, bh = max(x1 - x0, 1.0), max(y1 - y0, 1.0)
+    box = [x0 - bw / 2, y0 - bh, x1 + bw / 2, y1 + 0.4 * bh]
+    if bounds is not None:
+        box = [max(box[0], bounds[0]), max(box[1], bounds[1]), min(box[2], bounds[2]), min(box[3], bounds[3])]
+        box[2], box[3] = max(box[2], box[0] + bw), max(box[3], box[1] + bh)  # never smaller than the face
+    return float(box[0]), float(box[1]), float(box[2]), float(box[3])
 
 
 # --- registry --------------------------------------------------------------------------------------
@@ -228,10 +261,22 @@ def register_synthesizer(name: str) -> Callable[[Callable[[], SynthConfig]], Cal
 
 @register_synthesizer("sbi")
 def sbi_config() -> SynthConfig:
-    """Self-blended images (Shiohara & Yamasaki, CVPR 2022) as paper 000 runs it (its baseline row:
-    LAL hulls, LINE_AA, float32, value 255, two-stage Gaussian blur, either-object transforms,
-    source affine + mask elastic, dynamic blending; Tables 2-7 first/best rows)."""
-    return SynthConfig(name="sbi", reproduces="paper 000 baseline (SBI w/ LAL): Table 2 row 2, Table 3 last row")
+    """Self-blended images (Shiohara & Yamasaki, CVPR 2022) as released, with its optional Face X-ray hull
+    library: one of four hull families (25% of draws on the 68 points), source affine + mask-only elastic,
+    the mask blurred twice at a 192-256 px size, source/target group on either image, dynamic blending.
+    No erode/dilate or grid warp (that is the LAL knob: ``sbi_lal``)."""
+    return SynthConfig(
+        name="sbi", mask=MaskConfig(generators=("hull",)),
+        reproduces="SBI as released (its Face X-ray hull families) = paper 000's SBI baseline: Table 2 row 2 / "
+                   "Table 3 last row / Table 8 'SBI' (the same cited figures), first rows of Tables 4-7")
+
+
+@register_synthesizer("sbi_lal")
+def sbi_lal_config() -> SynthConfig:
+    """SBI plus Face X-ray's landmark augmentation (erode/dilate, piecewise-affine warp) on its hulls."""
+    return SynthConfig(name="sbi_lal", mask=MaskConfig(generators=("lal",)),
+                       reproduces="the LAL knob (paper 000 Table 2 'w/ LAL' as issue 8 reads it): SBI + Face "
+                                  "X-ray's erode/dilate and grid warp of the hull")
 
 
 @register_synthesizer("bbmg")
@@ -240,7 +285,7 @@ def bbmg_config() -> SynthConfig:
     return SynthConfig(
         name="bbmg", reproduces="paper 000 sec. 3.3, Table 11 (BBMG row), Table 12 row 3, Fig. 7 third column",
         mask=MaskConfig(generators=("bbmg",)),
-        blur=BlurConfig(op="gaussian", kernel=(5, 31), passes=1),
+        blur=BlurConfig(op="gaussian", kernel=(5, 31), passes=1, sigma2=None),
     )
 
 
@@ -267,7 +312,7 @@ def xray_bi_config() -> SynthConfig:
         name="xray_bi", reproduces="Face X-ray + BI (paper 000 Table 8 row 'Face X-ray + BI', Table 2 LAL masks)",
         source="donor",
         mask=MaskConfig(generators=("lal",), elastic=False),
-        blur=BlurConfig(op="gaussian", kernel=(5, 31), passes=1),
+        blur=BlurConfig(op="gaussian", kernel=(5, 31), passes=1, sigma2=None),
         transforms=TransformConfig(object="source", color=ColorConfig(enabled=False),
                                    frequency=FrequencyConfig(enabled=False), affine=AffineConfig(enabled=False)),
         blend=BlendConfig(type="alpha"),

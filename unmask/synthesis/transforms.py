@@ -1,9 +1,12 @@
 """Source/target preprocessing transforms (paper 000 sec. 4.2, Table 5): colour, frequency, affine.
 
-Pure functions of (image, parameters) plus ``*_random`` wrappers that draw the parameters from an explicit
-``np.random.Generator`` and return a short record of what they drew. Implemented with OpenCV/numpy only
-(no albumentations): per-channel colour changes are one 256-entry lookup table, HSV shifts are lookup
-tables in OpenCV's 8-bit HSV space, so each transform costs well under a millisecond at 380 px.
+Pure functions of (image, parameters); ``draw_*`` functions draw a parameter set from an explicit
+``np.random.Generator`` and ``apply_*`` apply one set to any number of images (a training pair gets one
+final-augmentation draw applied to its real and its fake). ``*_random`` = draw + apply on one image.
+Implemented with OpenCV/numpy only (albumentations is not a dependency): per-channel colour changes are one
+256-entry lookup table, HSV shifts are lookup tables in OpenCV's 8-bit HSV space, so each transform costs
+well under a millisecond at 380 px. Lookup tables truncate to uint8 as albumentations 1.3.1 does (the
+library SBI's figures were measured with), and the sharpen kernel is albumentations' (alpha, lightness) one.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ _RAMP = np.arange(256, dtype=np.float32)
 
 
 def _lut_u8(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    """Clip and truncate to uint8 (albumentations 1.3.1's lookup tables truncate, they do not round)."""
+    return np.clip(values, 0, 255).astype(np.uint8)
 
 
 def rgb_shift(img: np.ndarray, shifts: tuple[float, float, float]) -> np.ndarray:
@@ -38,25 +42,28 @@ def hsv_shift(img: np.ndarray, hue_deg: float, sat: float, val: float) -> np.nda
     """Shift hue (degrees, wrapping), saturation and value (0-255 units, saturating) in OpenCV's HSV."""
     hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)  # 8-bit: H in [0, 180)
     lut = np.stack([
-        np.mod(np.rint(_RAMP + hue_deg / 2.0), 180.0),
-        np.clip(np.rint(_RAMP + sat), 0, 255),
-        np.clip(np.rint(_RAMP + val), 0, 255),
-    ], axis=1).astype(np.uint8)
+        np.mod(_RAMP + np.float32(hue_deg / 2.0), 180.0),
+        np.clip(_RAMP + np.float32(sat), 0, 255),
+        np.clip(_RAMP + np.float32(val), 0, 255),
+    ], axis=1).astype(np.uint8)  # truncation, as albumentations (SBI's +-0.3: -1 level on a negative draw)
     return cv2.cvtColor(cv2.LUT(hsv, lut.reshape(256, 1, 3)), cv2.COLOR_HSV2RGB)
 
 
 def downscale(img: np.ndarray, scale: float) -> np.ndarray:
-    """Down-sample (nearest) then up-sample (linear) back: removes high frequencies, adds aliasing."""
+    """Down-sample (nearest, to int(size * scale)) then up-sample (linear) back: SBI's RandomDownScale."""
     h, w = img.shape[:2]
-    small = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_NEAREST)
+    small = cv2.resize(img, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_NEAREST)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def sharpen(img: np.ndarray, alpha: float) -> np.ndarray:
-    """Add ``alpha`` times the 4-neighbour Laplacian: boosts high frequencies (kernel sums to 1)."""
-    k = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float32) * np.float32(alpha)
-    k[1, 1] += 1.0
-    return cv2.filter2D(img, -1, k, borderType=cv2.BORDER_REFLECT)
+def sharpen(img: np.ndarray, alpha: float, lightness: float = 1.0) -> np.ndarray:
+    """albumentations' Sharpen: the 3x3 kernel (1 - alpha) * identity + alpha * [8-neighbour Laplacian with
+    centre 8 + lightness]; it sums to 1 - alpha + alpha * lightness (lightness < 1 also darkens a little)."""
+    k = np.full((3, 3), -1.0, np.float32)
+    k[1, 1] = 8.0 + lightness
+    k *= np.float32(alpha)
+    k[1, 1] += np.float32(1.0 - alpha)
+    return cv2.filter2D(img, -1, k)
 
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
@@ -76,51 +83,91 @@ def warp_affine(img: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 # --- random wrappers --------------------------------------------------------------------------------
 
 
-def color_random(img: np.ndarray, cfg: ColorConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+Op = tuple[str, tuple[float, ...]]  # (name, parameters): one drawn transform
+
+
+def draw_color(cfg: ColorConfig, rng: np.random.Generator) -> list[Op]:
     """RGBShift, HueSaturationValue, RandomBrightnessContrast in that order, each with its probability."""
-    done: list[str] = []
+    ops: list[Op] = []
     if not cfg.enabled:
-        return img, done
+        return ops
     if rng.random() < cfg.p_rgb_shift:
-        s = rng.uniform(-cfg.rgb_shift, cfg.rgb_shift, size=3)
-        img = rgb_shift(img, tuple(s))
-        done.append("rgb({:+.0f},{:+.0f},{:+.0f})".format(*s))
+        ops.append(("rgb", tuple(float(v) for v in rng.uniform(-cfg.rgb_shift, cfg.rgb_shift, size=3))))
     if rng.random() < cfg.p_hsv:
-        h = rng.uniform(-cfg.hue_shift, cfg.hue_shift)
-        s = rng.uniform(-cfg.sat_shift, cfg.sat_shift)
-        v = rng.uniform(-cfg.val_shift, cfg.val_shift)
-        img = hsv_shift(img, h, s, v)
-        done.append(f"hsv({h:+.0f},{s:+.0f},{v:+.0f})")
+        ops.append(("hsv", (float(rng.uniform(-cfg.hue_shift, cfg.hue_shift)),
+                            float(rng.uniform(-cfg.sat_shift, cfg.sat_shift)),
+                            float(rng.uniform(-cfg.val_shift, cfg.val_shift)))))
     if rng.random() < cfg.p_brightness_contrast:
-        b = rng.uniform(-cfg.brightness, cfg.brightness)
-        c = rng.uniform(-cfg.contrast, cfg.contrast)
-        img = brightness_contrast(img, b, c)
-        done.append(f"bc({b:+.2f},{c:+.2f})")
-    return img, done
+        ops.append(("bc", (float(rng.uniform(-cfg.brightness, cfg.brightness)),
+                           float(rng.uniform(-cfg.contrast, cfg.contrast)))))
+    return ops
+
+
+def draw_frequency(cfg: FrequencyConfig, rng: np.random.Generator) -> list[Op]:
+    """With probability ``p``: exactly one of downscale (a factor from the set) or sharpen, 50/50."""
+    if not cfg.enabled or rng.random() >= cfg.p:
+        return []
+    if rng.random() < 0.5:
+        return [("down", (float(cfg.downscale[int(rng.integers(len(cfg.downscale)))]),))]
+    return [("sharp", (float(rng.uniform(*cfg.sharpen_alpha)), float(rng.uniform(*cfg.sharpen_lightness))))]
+
+
+def apply_op(img: np.ndarray, op: Op) -> np.ndarray:
+    name, a = op
+    if name == "rgb":
+        return rgb_shift(img, (a[0], a[1], a[2]))
+    if name == "hsv":
+        return hsv_shift(img, a[0], a[1], a[2])
+    if name == "bc":
+        return brightness_contrast(img, a[0], a[1])
+    if name == "down":
+        return downscale(img, a[0])
+    if name == "sharp":
+        return sharpen(img, a[0], a[1])
+    if name == "jpeg":
+        return jpeg(img, int(a[0]))
+    raise ValueError(f"unknown transform {name!r}")
+
+
+def apply_ops(img: np.ndarray, ops: list[Op]) -> np.ndarray:
+    for op in ops:
+        img = apply_op(img, op)
+    return img
+
+
+def describe(ops: list[Op]) -> list[str]:
+    """Short captions of drawn transforms (gallery and records)."""
+    fmt = {"rgb": "rgb({:+.0f},{:+.0f},{:+.0f})", "hsv": "hsv({:+.1f},{:+.1f},{:+.1f})", "bc": "bc({:+.2f},{:+.2f})",
+           "down": "down({:.2f})", "sharp": "sharp({:.2f},{:.2f})", "jpeg": "jpeg({:.0f})"}
+    return [fmt[n].format(*a) for n, a in ops]
+
+
+def color_random(img: np.ndarray, cfg: ColorConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
+    """Draw a colour parameter set and apply it to ``img`` (see ``draw_color``)."""
+    ops = draw_color(cfg, rng)
+    return apply_ops(img, ops), describe(ops)
 
 
 def frequency_random(img: np.ndarray, cfg: FrequencyConfig, rng: np.random.Generator) -> tuple[np.ndarray, list[str]]:
-    """With probability ``p``: downscale or sharpen (one of them, 50/50)."""
-    if not cfg.enabled or rng.random() >= cfg.p:
-        return img, []
-    if rng.random() < 0.5:
-        s = float(rng.uniform(*cfg.downscale))
-        return downscale(img, s), [f"down({s:.2f})"]
-    a = float(rng.uniform(*cfg.sharpen_alpha))
-    return sharpen(img, a), [f"sharp({a:.2f})"]
+    """Draw a frequency transform and apply it to ``img`` (see ``draw_frequency``)."""
+    ops = draw_frequency(cfg, rng)
+    return apply_ops(img, ops), describe(ops)
 
 
 def affine_random(cfg: AffineConfig, shape: tuple[int, int], center: np.ndarray,
                   rng: np.random.Generator) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """SBI's source move: scale x and y independently about the face ``center``, then translate.
+    # ``shape`` (h, w) is the size the translation is relative to, ``center`` the point scaled about.
+    """SBI's source move: scale x and y independently about the face ``center``, then translate
+    (x by up to ``translate[0]`` of the width, y by up to ``translate[1]`` of the height).
 
     Returns the 2x3 matrix (None when disabled) and its record.
     """
     if not cfg.enabled:
         return None, {}
-    h, w = shape
+    h, w = (float(v) for v in shape)
     sx, sy = (float(v) for v in rng.uniform(*cfg.scale, size=2))
-    tx, ty = (float(v) for v in rng.uniform(-cfg.translate_frac, cfg.translate_frac, size=2) * np.array([w, h]))
+    lim = np.asarray(cfg.translate, np.float64)
+    tx, ty = (float(v) for v in rng.uniform(-lim, lim) * np.array([w, h]))
     cx, cy = float(center[0]), float(center[1])
     m = np.array([[sx, 0.0, cx - sx * cx + tx], [0.0, sy, cy - sy * cy + ty]], np.float64)
     return m, {"scale": [round(sx, 3), round(sy, 3)], "shift_px": [round(tx, 1), round(ty, 1)]}
@@ -128,7 +175,8 @@ def affine_random(cfg: AffineConfig, shape: tuple[int, int], center: np.ndarray,
 
 def source_target_random(image: np.ndarray, cfg: TransformConfig, rng: np.random.Generator,
                          source: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Colour + frequency transforms on the object(s) ``cfg.object`` names (paper 000 Table 6).
+    """Colour then frequency transforms, as one group, on the object(s) ``cfg.object`` names (paper 000
+    Table 6; SBI: ``either`` = the whole group on the source with p 0.5, otherwise on the target).
 
     ``source`` defaults to a copy of ``image`` (SBI); the target is always ``image``. Returns
     (source', target', record).
