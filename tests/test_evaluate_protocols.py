@@ -176,7 +176,7 @@ def test_evaluate_command_on_raw_media_with_labels_csv(ffpp_root, tiny, tmp_path
     (tmp_path / "labels.csv").write_text(
         "path,label,method\n"
         f"{vids / '183.mp4'},real,\n{vids / '253.mp4'},0,\n{fakes / '183_253.mp4'},fake,Deepfakes\n"
-        f"{fakes / '253_183.mp4'},1,Deepfakes\n{tmp_path / 'broken.mp4'},1,Deepfakes\n")
+        f"{fakes / '253_183.mp4'},1,Deepfakes\n{tmp_path / 'broken.mp4'},1,Deepfakes\nmissing/gone.mp4,0,\n")
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 100)
     rc = main(["evaluate", "--checkpoint", str(ck), "--data", str(tmp_path / "labels.csv"), "--frames", "2",
                "--n-boot", "10", "-q"])
@@ -187,7 +187,10 @@ def test_evaluate_command_on_raw_media_with_labels_csv(ffpp_root, tiny, tmp_path
     import csv
 
     rows = list(csv.DictReader(open(tmp_path / "run" / "eval" / "labels_video" / "scores.csv")))
-    assert len(rows) == 5  # 4 scored videos, then the failed one (no score, with its reason)
+    assert len(rows) == 6  # 4 scored videos, then the failed one (no score, with its reason), then the missing one
+    assert (rows[-1]["path"], rows[-1]["status"]) == ("missing/gone.mp4", "skipped")
+    assert rows[-1]["reason"] == "labels.csv line 7: file does not exist"
+    rows = rows[:-1]
     assert all(r["n_frames"] == "2" and r["frames_sampled"] == "2" for r in rows[:4])  # 2 frames per video
     assert [r["path"] for r in rows[:4]] == sorted([str(vids / "183.mp4"), str(vids / "253.mp4")]) + sorted(
         [str(fakes / "183_253.mp4"), str(fakes / "253_183.mp4")])  # as written in labels.csv: joins back

@@ -158,7 +158,7 @@ def score_set(detector, ts: TestSet, path: Path, settings: EvalSettings, distort
                            batch_size=settings.batch_size,
                            distortion=None if distortion is None else (distortion.kind, dict(distortion.params)),
                            progress=progress, desc=desc)
-    from unmask.data.adapters import list_items
+    from unmask.data.adapters import list_items_report
     from unmask.data.faces import build_face_detector
     from unmask.evaluate.distortions import build_distortion
 
@@ -168,7 +168,8 @@ def score_set(detector, ts: TestSet, path: Path, settings: EvalSettings, distort
     opts = dict(ts.options)
     if ts.splits:
         opts["splits"] = list(ts.splits)
-    rows = list_items(adapter, path, **opts)
+    listing = list_items_report(adapter, path, **opts)
+    rows = listing.rows
     if ts.methods:
         keep = {m.lower() for m in ts.methods}
         rows = [r for r in rows if r.label == 0 or r.method.lower() in keep]
@@ -176,7 +177,11 @@ def score_set(detector, ts: TestSet, path: Path, settings: EvalSettings, distort
     scorer = MediaScorer(detector, build_face_detector(settings.face_detector), margin=settings.margin,
                          num_frames=settings.aggregation.num_frames, batch_size=settings.batch_size,
                          min_face_fraction=settings.aggregation.min_face_fraction, distortion=dist)
-    return score_rows(scorer, rows, root=path, progress=progress, desc=desc)
+    scored = score_rows(scorer, rows, root=path, progress=progress, desc=desc)
+    base = path.parent if path.is_file() else path
+    scored.skipped = [type(e)(os.path.relpath(e.path, base) if e.path.startswith(str(base) + os.sep) else e.path,
+                              e.reason) for e in listing.skipped]
+    return scored
 
 
 def _cell_key(meta: dict, ts: TestSet, path: Path, settings: EvalSettings, distortion: DistortionSpec | None) -> str:
@@ -261,6 +266,10 @@ def evaluate_set(detector, meta: dict, ts: TestSet, settings: EvalSettings, *, d
         suggestion = choose_threshold([u.label for u in units], [u.score for u in units])
         notes.append(f"accuracy-maximizing threshold on this set: {suggestion:.4f} (if this is a validation set, "
                      f"pass it as --threshold when evaluating test sets)")
+    if scored.skipped:
+        notes.append(f"{len(scored.skipped)} entries of the set are not items (rows with status skipped in scores.csv): "
+                     + "; ".join(f"{e.path}: {e.reason}" for e in scored.skipped[:3])
+                     + (" ..." if len(scored.skipped) > 3 else ""))
     warned = [i for i in scored.items if (i.extra or {}).get("warning")]
     if warned:
         notes.append(f"{len(warned)} items only partly decodable, scored on the frames that decode (warning column "
@@ -278,7 +287,7 @@ def evaluate_set(detector, meta: dict, ts: TestSet, settings: EvalSettings, *, d
     }
     if out is not None:
         write_evaluation(out, units, table, run_meta, title=title or ts.name or "evaluation", items=scored.items,
-                         failed=scored.failed_items, groups=groups)
+                         failed=scored.failed_items, groups=groups, skipped=scored.skipped)
     return SetResult(ts.name, table, units, scored.failed, out, seconds=time.perf_counter() - t0, groups=groups)
 
 

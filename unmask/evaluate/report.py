@@ -56,8 +56,9 @@ def unit_rows(units: Iterable[UnitScore]) -> list[dict]:
 
 
 def score_rows(units: Iterable[UnitScore], items: Sequence[ItemInfo] = (), failed: Sequence[ItemInfo] = (),
-               columns: Sequence[str] = ()) -> list[dict]:
-    """Rows of scores.csv: one per unit (with its item's details), then one per failed item (no score)."""
+               columns: Sequence[str] = (), skipped: Sequence = ()) -> list[dict]:
+    """Rows of scores.csv: one per unit (with its item's details), then one per failed item (no score), then one
+    per entry the adapter skipped (status ``skipped``: a CSV line whose file is missing, an unsupported file)."""
     info = {i.key: i for i in list(items) + list(failed)}
 
     def details(key: str) -> dict:
@@ -73,13 +74,14 @@ def score_rows(units: Iterable[UnitScore], items: Sequence[ItemInfo] = (), faile
     rows = [{**r, **details(r["item"])} for r in unit_rows(units)]
     for i in failed:
         rows.append({"item": i.key, "dataset": i.dataset, "method": i.method, "label": i.label, **details(i.key)})
+    rows += [{"path": e.path, "status": "skipped", "reason": e.reason} for e in skipped]
     return rows
 
 
 def write_scores_csv(path: str | Path, units: Iterable[UnitScore], items: Sequence[ItemInfo] = (),
-                     failed: Sequence[ItemInfo] = (), columns: Sequence[str] = ()) -> Path:
+                     failed: Sequence[ItemInfo] = (), columns: Sequence[str] = (), skipped: Sequence = ()) -> Path:
     extra_cols = [c for c in columns if c not in SCORE_COLUMNS]
-    return atomic_write_text(path, csv_text(score_rows(units, items, failed, extra_cols),
+    return atomic_write_text(path, csv_text(score_rows(units, items, failed, extra_cols, skipped),
                                             list(SCORE_COLUMNS) + extra_cols))
 
 
@@ -276,8 +278,8 @@ def plot_roc(curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], path: 
 
 def write_evaluation(out_dir: str | Path, units: Sequence[UnitScore], table: Mapping[str, Mapping],
                      meta: Mapping, title: str = "Evaluation", items: Sequence[ItemInfo] = (),
-                     failed: Sequence[ItemInfo] = (), groups: Mapping[str, Mapping[str, Mapping]] | None = None
-                     ) -> dict[str, Path]:
+                     failed: Sequence[ItemInfo] = (), groups: Mapping[str, Mapping[str, Mapping]] | None = None,
+                     skipped: Sequence = ()) -> dict[str, Path]:
     """scores.csv, metrics.json, metrics.md and roc.png (all + one curve per method) under ``out_dir``.
 
     ``items`` / ``failed``: the items' details for scores.csv; ``groups``: column -> ``per_group`` table.
@@ -285,7 +287,8 @@ def write_evaluation(out_dir: str | Path, units: Sequence[UnitScore], table: Map
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     groups = dict(groups or {})
-    paths = {"scores": write_scores_csv(out / "scores.csv", units, items, failed, columns=list(groups))}
+    paths = {"scores": write_scores_csv(out / "scores.csv", units, items, failed, columns=list(groups),
+                                        skipped=skipped)}
     doc = {"meta": dict(meta), "metrics": table}
     if groups:
         doc["groups"] = groups

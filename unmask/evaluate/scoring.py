@@ -271,6 +271,7 @@ class Scored:
     items: list[ItemInfo]
     failed: list[tuple[str, str]] = field(default_factory=list)  # (item key, one-line reason)
     failed_items: list[ItemInfo] = field(default_factory=list)  # the same items, with their details (scores.csv)
+    skipped: list = field(default_factory=list)  # adapter entries that are not items (media.SkippedEntry), raw data
 
 
 def select_records(records: Sequence, num_frames: int) -> list:
