@@ -26,8 +26,8 @@ for tight / small images, the mean distance of the matched face's 68 landmarks f
 of the reference box side (how usable the face is for masks, not only whether it was found).
 
 Detectors (``--detectors``): ``hog_before`` (dlib HOG as before the context retry: ``pad=0, small_side=0``),
-``hog`` (the default: context retry on), ``cnn`` (dlib MMOD, context retry on), ``hog+cnn`` (CNN only where HOG
-found nothing), ``mtcnn`` (facenet-pytorch, optional extra; skipped when missing), ``haar`` (OpenCV's frontal +
+``hog`` (the default: context retry on), ``cnn`` (dlib MMOD, context retry on), ``hog+cnn`` (``dlib_hog_cnn``:
+CNN only where HOG found nothing), ``mtcnn`` (facenet-pytorch, optional extra; skipped when missing), ``haar`` (OpenCV's frontal +
 profile cascades, landmarks by the dlib predictor), ``whole_image`` (the face-crop fallback: the image as the box;
 tight / small only).
 """
@@ -160,16 +160,6 @@ class Haar:
         return out
 
 
-class Chain:
-    """The second detector only where the first found nothing."""
-
-    def __init__(self, first, second):
-        self.first, self.second = first, second
-
-    def detect(self, rgb):
-        return self.first.detect(rgb) or self.second.detect(rgb)
-
-
 class WholeImage:
     def detect(self, rgb):
         from unmask.data.faces import whole_image_face
@@ -189,7 +179,7 @@ def build(name: str):
     if name == "cnn":
         return build_face_detector("dlib_cnn")
     if name == "hog+cnn":
-        return Chain(build_face_detector("dlib_hog"), build_face_detector("dlib_cnn"))
+        return build_face_detector("dlib_hog_cnn")
     if name == "mtcnn":
         try:
             return build_face_detector("mtcnn")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -423,3 +424,21 @@ def test_crop_fallback_only_where_the_adapter_says_face_crops(tmp_path, astronau
     cv2.imwrite(str(gen / "fake" / "a.png"), cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))
     rec = process_item(rows[0], tmp_path / "store_detected", opts, pipe)
     assert rec["status"] == "ok" and "fallback" not in rec["frames"][0]["faces"][0]
+
+
+def test_items_are_face_crops_is_declared_never_guessed(tmp_path, astronaut_rgb):
+    """Per adapter (wilddeepfake), per generic run (face_crops option) or per CSV row (face_crops column)."""
+    from unmask.data.adapters import FACE_CROP_ADAPTERS, items_are_face_crops, list_items
+
+    assert FACE_CROP_ADAPTERS == {"wilddeepfake"}  # every other benchmark ships whole frames
+    (tmp_path / "fake").mkdir()
+    cv2.imwrite(str(tmp_path / "fake" / "a.png"), cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tmp_path / "fake" / "b.png"), cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))
+    assert not any(items_are_face_crops(r) for r in list_items("generic", tmp_path))
+    assert all(items_are_face_crops(r) for r in list_items("generic", tmp_path, face_crops="true"))
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label,face_crops\nfake/a.png,1,true\nfake/b.png,1,false\n")
+    flags = {Path(r.source).name: items_are_face_crops(r) for r in list_items("generic", csv)}
+    assert flags == {"a.png": True, "b.png": False}
+    with pytest.raises(UnmaskError, match="face_crops"):
+        list_items("generic", tmp_path, face_crops="maybe")

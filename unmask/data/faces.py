@@ -488,6 +488,47 @@ def _dlib_cnn(**opts) -> DlibDetector:
     return DlibDetector(kind="cnn", **opts)
 
 
+class FallbackChain:
+    """``first`` on every frame; ``second`` only on a full (unhinted) pass where ``first`` found no face -- so a
+    slow, pose-robust detector costs nothing on the frames the fast one handles. Hints go to ``first`` only
+    (a hinted pass that finds fewer faces is redone unhinted by ``FacePipeline``, and then ``second`` may run)."""
+
+    def __init__(self, first: DlibDetector, second: FaceDetector) -> None:
+        self.first, self.second = first, second
+        self.name = f"{first.name}+{second.name}"
+        self.fallbacks = 0
+
+    @property
+    def _predictor(self):  # for whole_image_face
+        return self.first._predictor
+
+    @property
+    def stats(self) -> dict:
+        """The two detectors' timing figures added up (what prepare reports per stage)."""
+        a, b = self.first.stats, getattr(self.second, "stats", {})
+        out = {k: a.get(k, 0) + b.get(k, 0) for k in set(a) | set(b) if isinstance(a.get(k, b.get(k)), (int, float))}
+        out["second_runs"] = self.fallbacks
+        return out
+
+    def detect(self, rgb: np.ndarray, min_face: float | None = None,
+               near: list[np.ndarray] | None = None) -> list[Face]:
+        faces = self.first.detect(rgb, min_face=min_face, near=near)
+        if faces or min_face or near:
+            return faces
+        self.fallbacks += 1
+        return self.second.detect(rgb)
+
+
+@register_face_detector("dlib_hog_cnn")
+def _dlib_hog_cnn(**opts) -> FallbackChain:
+    """HOG (with its context retry) on every frame, dlib's CNN only where HOG found nothing: the CNN's recall on
+    turned faces at HOG's cost on frames HOG handles (options go to both). The CNN pads no frame (HOG's retry
+    already looked at the padded copy; a padded CNN pass would add ~3 s to every faceless 720p frame) but still
+    upsamples small images."""
+    cnn_opts = {**opts, "pad": 0.0}
+    return FallbackChain(DlibDetector(kind="hog", **opts), _dlib_cnn(**cnn_opts))
+
+
 @register_face_detector("mtcnn")
 def _mtcnn(**opts):
     """MTCNN boxes (facenet-pytorch, an optional by-hand install: see ``unmask.data.mtcnn``) + dlib landmarks."""

@@ -69,8 +69,10 @@ def register_adapter(
 
 def items_are_face_crops(row: ManifestRow) -> bool:
     """Whether this item's images are face crops: its adapter says so (``face_crops=True``), or the row does
-    (``extra["face_crops"]``, set by the generic adapter's ``face_crops`` option for your own crops)."""
-    return row.dataset in FACE_CROP_ADAPTERS or bool(row.extra.get("face_crops"))
+    (``extra["face_crops"]`` true, set by the generic adapter's ``face_crops`` option, or a CSV column of that
+    name reading 1 / true / yes)."""
+    flag = row.extra.get("face_crops")
+    return row.dataset in FACE_CROP_ADAPTERS or flag is True or str(flag).strip().lower() in ("1", "true", "yes")
 
 
 def adapter_names() -> list[str]:
