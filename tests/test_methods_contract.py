@@ -18,7 +18,9 @@ from _train_fixtures import one_torch_thread, toy_train_data  # noqa: F401 (auto
 TINY = ["model.backbone=resnet18", "model.pretrained=null", "model.input_size=32", "run.progress=false",
         "run.tensorboard=false", "data.num_workers=0", "optim.name=sam", "optim.lr=0.01", "epochs=2",
         "batch_size=4", "steps_per_epoch=3", "run.log_every=1"]
-EXTRA = {"bbmg_nrs": ["method.nrs.start_epoch=2", "method.nrs.k_s=6", "method.nrs.k=2"]}
+EXTRA = {"bbmg_nrs": ["method.nrs.start_epoch=2", "method.nrs.k_s=6", "method.nrs.k=2"],
+         # PIM / DualFlat perturb the weights themselves (DualFlat's SAM direction): a plain optimizer
+         "pim": ["optim.name=sgd"], "dualflat": ["optim.name=sgd"]}
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

@@ -13,7 +13,8 @@ A method is the unit users pick (``method.name`` in a config). It
   resume.
 
 Plain methods only write ``loss(batch, first_pass) -> (loss, metrics)``; :meth:`Method.optimize` does the
-backward pass, SAM's second pass, gradient clipping and AMP scaling for them.
+backward pass, the re-evaluation passes (SAM's; PIM / DualFlat add theirs through ``pass_plan``), gradient
+clipping and AMP scaling for them, with one mechanism (:mod:`unmask.train.multipass`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unmask.models.arch import Arch, build_arch
+from unmask.train.multipass import Pass, PassPlan, run_passes
 from unmask.train.sam import SAM
 
 
@@ -104,32 +106,40 @@ class Method:
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None], self.grad_clip)
 
+    def pass_plan(self, optimizer: torch.optim.Optimizer) -> PassPlan:
+        """The passes of one step (:mod:`unmask.train.multipass`): by default one clean pass, or SAM's
+        re-evaluation at w + e(w) with coefficient 1 (clean coefficient 0) when the optimizer is SAM.
+        PIM / DualFlat return their own plan."""
+        if isinstance(optimizer, SAM):
+            return PassPlan(clean_coef=0.0, passes=(Pass(optimizer.perturbation, 1.0, "loss_sam"),))
+        return PassPlan()
+
     def optimize(self, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
                  scaler: torch.amp.GradScaler | None) -> dict[str, float]:
-        """Backward + update for a ``loss``-only method; SAM's two passes when the optimizer is SAM."""
-        optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            loss, metrics = self.loss(batch, True)
-        self._backward(loss, scaler)
-        if isinstance(optimizer, SAM):
-            if scaler is not None:
-                raise RuntimeError("SAM with float16 loss scaling is not supported: use amp_dtype=bfloat16")
-            optimizer.first_step()
-            optimizer.zero_grad(set_to_none=True)
+        """Backward + update for a ``loss``-only method: the clean pass, the perturbed passes of ``pass_plan``
+        (SAM, PIM, DualFlat), their gradients combined, clipped, and one optimizer update."""
+        plan = self.pass_plan(optimizer)
+        if scaler is not None and not plan.single_pass:
+            raise RuntimeError("multi-pass steps (SAM, PIM, DualFlat) with float16 loss scaling are not supported: "
+                               "use amp_dtype=bfloat16")
+
+        def forward(first_pass: bool):
             with self.autocast():
-                loss2, _ = self.loss(batch, False)
-            loss2.backward()
-            self._clip()
-            optimizer.second_step()
-            metrics["loss_sam"] = float(loss2.detach())
-        elif scaler is not None:
+                return self.loss(batch, first_pass)
+
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        loss, metrics = run_passes(plan, loss_fn=forward, backward=lambda l: self._backward(l, scaler),
+                                   zero_grad=lambda: optimizer.zero_grad(set_to_none=True), params=params,
+                                   model=self.model)
+        if scaler is not None:
             scaler.unscale_(optimizer)
             self._clip()
             scaler.step(optimizer)
             scaler.update()
         else:
             self._clip()
-            optimizer.step()
+            # SAM's weights are back at w (the perturbation restored them): only the base update remains.
+            (optimizer.base_optimizer if isinstance(optimizer, SAM) else optimizer).step()
         metrics.setdefault("loss", float(loss.detach()))
         return metrics
 

@@ -8,6 +8,9 @@ SAM minimizes the loss at the worst point of a rho-ball around the weights. Per 
 4. ``second_step``: restore w exactly (a saved copy, not w + e - e) and take the base optimizer's step with
    the second gradient.
 
+Steps 2 and 4's restore are :class:`unmask.train.multipass.WeightPerturbation` (``SAM.perturbation``): training
+methods run SAM as one case of the multi-pass step there (``Method.optimize``), with PIM and DualFlat.
+
 Under DDP both backward passes all-reduce their gradients (no ``no_sync``), so every rank computes the same
 e(w) and the same update: the ranks stay identical, which the DDP test checks.
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+from unmask.train.multipass import WeightPerturbation
 
 
 class SAM(torch.optim.Optimizer):
@@ -31,45 +36,29 @@ class SAM(torch.optim.Optimizer):
         # One list of groups for both, so LR schedulers that edit SAM's groups drive the base optimizer.
         self.param_groups = self.base_optimizer.param_groups
         self.defaults.update(self.base_optimizer.defaults)
+        self._perturbation = WeightPerturbation(self.param_groups)
+
+    @property
+    def perturbation(self) -> WeightPerturbation:
+        """The weight direction e(w) as a :class:`~unmask.train.multipass.Perturbation` (the multi-pass step's
+        building block; DualFlat uses the same class with its own radius)."""
+        return self._perturbation
 
     def _grad_norm(self) -> torch.Tensor:
-        norms = []
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad.float()
-                if group["adaptive"]:
-                    g = g * p.detach().abs().float()
-                norms.append(g.norm(2))
-        if not norms:
-            return torch.zeros(())
-        device = norms[0].device
-        return torch.stack([n.to(device) for n in norms]).norm(2)
+        return self._perturbation.grad_norm()
 
-    @torch.no_grad()
     def first_step(self) -> None:
-        """Move to the sharpest nearby point w + e(w); keep w to restore it exactly."""
-        norm = self._grad_norm()
-        for group in self.param_groups:
-            scale = group["rho"] / (norm + 1e-12)
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                self.state[p]["old_p"] = p.detach().clone()
-                e_w = p.grad * scale.to(p.grad.dtype)
-                if group["adaptive"]:
-                    e_w = e_w * p.detach().pow(2)
-                p.add_(e_w)
+        """Move to the sharpest nearby point w + e(w) (e from the gradients in ``p.grad``); keep w to restore it."""
+        self._perturbation.prepare()
+        self._perturbation.apply()
 
-    @torch.no_grad()
+    def restore(self) -> None:
+        """Put back the w saved by ``first_step``."""
+        self._perturbation.restore()
+
     def second_step(self) -> None:
         """Restore w and update it with the gradient taken at w + e(w)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                old = self.state[p].pop("old_p", None)
-                if old is not None:
-                    p.copy_(old)
+        self.restore()
         self.base_optimizer.step()
 
     def step(self, closure=None):  # type: ignore[override]
@@ -89,3 +78,4 @@ class SAM(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
         self.base_optimizer.load_state_dict(state_dict["base"])
         self.param_groups = self.base_optimizer.param_groups
+        self._perturbation = WeightPerturbation(self.param_groups)
