@@ -311,3 +311,24 @@ def test_two_process_ddp_ranks_agree(tmp_path):
         if "running" in k or "num_batches" in k:
             continue  # BN statistics are per rank (no SyncBN)
         assert torch.equal(r0["weights"][k], r1["weights"][k]), k
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_paper_003_configs_load_and_carry_the_tables_numbers():
+    paths = sorted(p for p in (CONFIGS / "pim").glob("*.yaml") if not p.name.startswith("_"))
+    cfgs = {p.stem: load_train_config(p) for p in [*paths, CONFIGS / "tiny" / "pim.yaml"]}
+    assert all(c.paper.startswith(("003", "tiny profile of 003")) for c in cfgs.values())
+    assert {c.model.backbone: c.model.input_size for k, c in cfgs.items() if k.startswith("table4")} == {
+        "convnext_base": 224, "xception": 299, "efficientnet_b4": 380, "resnet50": 224}
+    assert sum(k.startswith("table4") for k in cfgs) == 16  # 4 backbones x +/- PIM x +/- augmentation
+    assert sorted(c.method.r for k, c in cfgs.items() if k.startswith("table6")) == [0, 0.05, 0.1, 0.2]
+    assert sorted(c.method.alpha for k, c in cfgs.items() if k.startswith("table7")) == [0, 0.25, 0.5, 0.75, 1]
+    for table, recipe in (("table8", "supervised"), ("table9", "sbi")):
+        grid = {(round(c.method.alpha + c.method.beta, 6), round(c.method.alpha / (c.method.alpha + c.method.beta), 6))
+                for k, c in cfgs.items() if k.startswith(table) and c.method.recipe == recipe}
+        assert grid == {(1.0, 1.0), (1.0, 0.0)} | {(s, a) for s in (1.0, 0.8, 0.5, 0.2) for a in (0.8, 0.5, 0.2)}
+    main = cfgs["table4_convnext_b_noaug_pim"]
+    assert (main.method.r, main.method.alpha, main.epochs, main.batch_size, main.optim.name) == (0.1, 1.0, 100, 64, "sgd")
+    assert cfgs["table5_convnext_b_sbi_pim"].method.recipe == "sbi"

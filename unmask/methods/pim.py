@@ -8,7 +8,7 @@ Regularization").
 2. d = r * grad / ||grad||_2 (eq. 9), the gradient all-reduced (averaged) across DDP ranks first, so every rank
    perturbs with the same, batch-shared d;
 3. perturbed pass: g2 = dL(f')/dtheta with d fixed;
-4. update with g = (1 - alpha) g1 + alpha g2 (eq. 12; alpha = lambda / r). Defaults r = 0.1, alpha = 1 (sec. IV-A).
+4. update with g = (1 - alpha) g1 + alpha g2 (eq. 12; alpha = lambda / r). Defaults r = 0.1, alpha = 1 (sec. V-A-3).
 
 **DualFlat** (eq. 13-14): a third pass at SAM's weight perturbation w + r' g1 / ||g1|| (r' = ``rho_w`` = 0.05,
 the SAM value the paper fixes in sec. V-F), with d = 0, and g = (1 - alpha - beta) g1 + alpha g2 + beta g3.
@@ -43,8 +43,8 @@ SUPERVISED = "supervised"
 class PIMConfig(MethodConfig):
     name: str = "pim"
     recipe: str = SUPERVISED  # "supervised" (real + fake faces of the store) or a synthesizer: sbi, bbmg, FILE.yaml
-    r: float = 0.1  # approximation scalar of eq. 9 (sec. IV-A)
-    alpha: float = 1.0  # weight of the perturbed-statistics loss, eq. 12 / 14 (sec. IV-A)
+    r: float = 0.1  # approximation scalar of eq. 9 (sec. V-A-3)
+    alpha: float = 1.0  # weight of the perturbed-statistics loss, eq. 12 / 14 (sec. V-A-3)
     beta: float = 0.0  # DualFlat: weight of the SAM-perturbed loss, eq. 14 (0 = PIM)
     rho_w: float = 0.05  # DualFlat's r': radius of the weight perturbation (sec. V-F, as SAM)
 
