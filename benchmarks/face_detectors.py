@@ -27,9 +27,9 @@ of the reference box side (how usable the face is for masks, not only whether it
 
 Detectors (``--detectors``): ``hog_before`` (dlib HOG as before the context retry: ``pad=0, small_side=0``),
 ``hog`` (the default: context retry on), ``cnn`` (dlib MMOD, context retry on), ``hog+cnn`` (``dlib_hog_cnn``:
-CNN only where HOG found nothing), ``mtcnn`` (facenet-pytorch, optional extra; skipped when missing), ``haar`` (OpenCV's frontal +
-profile cascades, landmarks by the dlib predictor), ``whole_image`` (the face-crop fallback: the image as the box;
-tight / small only).
+CNN only where HOG found nothing), ``mtcnn`` (facenet-pytorch, installed by hand; skipped when missing), ``haar``
+(OpenCV's frontal + profile cascades, landmarks by the dlib predictor), ``whole_image`` (the face-crop fallback:
+the image as the box; tight / small only).
 """
 
 from __future__ import annotations

@@ -418,7 +418,8 @@ def test_crop_fallback_only_where_the_adapter_says_face_crops(tmp_path, astronau
     assert wd["status"] == "ok" and wd["fallback_frames"] == 2
     assert all(f["faces"][0]["fallback"] == "whole_image" for f in wd["frames"])
     assert out["generic"]["status"] == "no_face" and "fallback_frames" not in out["generic"]
-    assert out["generic_fc"]["status"] == "ok" and out["generic_fc"]["frames"][0]["faces"][0]["fallback"] == "whole_image"
+    assert out["generic_fc"]["status"] == "ok"
+    assert out["generic_fc"]["frames"][0]["faces"][0]["fallback"] == "whole_image"
     # A detected face is never marked.
     rows = list_items("generic", gen, face_crops="true")
     cv2.imwrite(str(gen / "fake" / "a.png"), cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))
@@ -442,3 +443,24 @@ def test_items_are_face_crops_is_declared_never_guessed(tmp_path, astronaut_rgb)
     assert flags == {"a.png": True, "b.png": False}
     with pytest.raises(UnmaskError, match="face_crops"):
         list_items("generic", tmp_path, face_crops="maybe")
+
+
+def test_a_missing_optional_detector_is_a_one_line_error_before_any_work(tmp_path, monkeypatch):
+    """mtcnn without facenet-pytorch (made invisible here): a one-line error naming the install, from the
+    builder and from prepare before a store or a worker exists."""
+    import importlib.util
+
+    from unmask.data.faces import check_face_detector
+    from unmask.data.mtcnn import MissingOptionalDependency
+    from unmask.data.prepare import PrepareOptions, run_prepare
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "facenet_pytorch" else real_find_spec(name, *a))
+    for call in (lambda: check_face_detector("mtcnn"), lambda: build_face_detector("mtcnn")):
+        with pytest.raises(MissingOptionalDependency, match="pip install --no-deps facenet-pytorch") as err:
+            call()
+        assert "\n" not in str(err.value)
+    with pytest.raises(UnmaskError, match="facenet-pytorch"):
+        run_prepare([], tmp_path / "store", PrepareOptions(detector="mtcnn", workers=2), progress=False)
+    assert not (tmp_path / "store").exists()

@@ -48,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1)),
                         help="worker processes (default: one per CPU core)")
     parser.add_argument("--shard", default="0/1", metavar="I/N", help="process shard I of N (default 0/1: all)")
-    parser.add_argument("--detector", default="dlib_hog", help="face detector (dlib_hog, dlib_cnn; default dlib_hog)")
+    parser.add_argument("--detector", default="dlib_hog",
+                        help="face detector: dlib_hog (default), dlib_hog_cnn (CNN where HOG finds none: "
+                             "turned faces, slow on faceless frames), dlib_cnn, mtcnn (optional install)")
     parser.add_argument("--detect-max-side", type=int, default=None,
                         help="longest side of the frame copy the detector sees (default 640; 0 = full size)")
     parser.add_argument("--no-adaptive-detect", action="store_true",

@@ -171,6 +171,17 @@ def build_face_detector(name: str = "dlib_hog", **opts) -> FaceDetector:
     return FACE_DETECTORS[name](**opts)
 
 
+def check_face_detector(name: str) -> None:
+    """One-line error now, without loading a model, for an unknown detector or one whose optional package is not
+    installed: a parallel job would otherwise only find out inside each worker, item by item."""
+    if name not in FACE_DETECTORS:
+        raise UnmaskError(f"unknown face detector {name!r}; choose from {', '.join(sorted(FACE_DETECTORS))}")
+    if name == "mtcnn" and importlib.util.find_spec("facenet_pytorch") is None:
+        from unmask.data.mtcnn import INSTALL_HINT, MissingOptionalDependency
+
+        raise MissingOptionalDependency(f"the mtcnn face detector needs facenet-pytorch: {INSTALL_HINT}")
+
+
 # --- dlib ----------------------------------------------------------------------------------------------
 
 _MODEL_FILES = {
@@ -289,7 +300,8 @@ def is_face_sized(shape: tuple[int, ...]) -> bool:
     return min(h, w) >= 16 and max(h, w) <= FACE_CROP_MAX_SIDE and lo <= w / float(h) <= hi
 
 
-def pad_and_scale(gray: np.ndarray, pad: float, small_side: int, base: float = 1.0) -> tuple[np.ndarray, float, int, int]:
+def pad_and_scale(gray: np.ndarray, pad: float, small_side: int,
+                  base: float = 1.0) -> tuple[np.ndarray, float, int, int]:
     """``gray`` padded by ``pad`` of its width / height on each side (border replicated), then resized by
     ``s = max(base, small_side / longest padded side)``; returns (image, s, pad_x, pad_y): frame point ``p``
     is at ``(p + (pad_x, pad_y)) * s`` in the image."""

@@ -42,7 +42,8 @@ import numpy as np
 
 from unmask.data import store as st
 from unmask.data.crops import storage_crop
-from unmask.data.faces import WEAK_SCORE, Face, FaceDetector, build_face_detector, whole_image_face
+from unmask.data.faces import (WEAK_SCORE, Face, FaceDetector, build_face_detector, check_face_detector,
+                                whole_image_face)
 from unmask.data.media import (DEFAULT_MAX_PIXELS, MediaError, SampledVideo, VideoSampler, is_image, is_video,
                                read_image, sample_frame_folder)
 from unmask.data.adapters import items_are_face_crops
@@ -545,6 +546,7 @@ def run_prepare(rows: Iterable[ManifestRow], out: str | os.PathLike, opts: Prepa
     A second run of the same shard into the same store is refused (:class:`~unmask.data.shard_lock.ShardLockedError`,
     naming the holder) without touching the store."""
     opts = opts or PrepareOptions()
+    check_face_detector(opts.detector)  # before any worker starts or anything is written
     root = Path(out).expanduser().resolve()
     try:
         root.mkdir(parents=True, exist_ok=True)
