@@ -393,3 +393,18 @@ def test_a_worker_crash_is_recorded_and_the_batch_goes_on(tmp_path, astronaut_rg
     assert items["a_ok"].status == "ok" and items["c_ok"].status == "ok"
     assert items["b_crashme"].status == "failed" and "worker process died" in items["b_crashme"].outcome
     assert summary["failed"] == 1
+
+
+def test_cli_prepare_an_empty_shard_is_not_a_failure(tmp_path, bad_inputs):
+    import shutil
+
+    from unmask.cli import main
+
+    (tmp_path / "data" / "real").mkdir(parents=True)
+    shutil.copy(bad_inputs["no_face"], tmp_path / "data" / "real" / "no_face.png")
+    key = "generic/real/na/real_no_face"
+    mine = 0 if in_shard(key, (0, 2)) else 1
+    args = ["prepare", "generic", str(tmp_path / "data"), "--out", str(tmp_path / "store"), "--workers", "1",
+            "--frames", "1", "--no-progress"]
+    assert main(args + ["--shard", f"{1 - mine}/2"]) == 0  # holds no item
+    assert main(args + ["--shard", f"{mine}/2"]) == 1  # its only item has no face

@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 EXIT_CODES = """exit codes:
   0    success (every command); detect: every file read and at least one scored; prepare: at least one item of
-       the shard has a face; evaluate: the metrics were computed
+       the shard has a face (or the shard is empty); evaluate: the metrics were computed
   1    an error (one line: unmask <command>: error: ...); detect: a file could not be read, or nothing was
        scored; prepare: no item of the shard succeeded; evaluate: nothing could be evaluated
   2    a usage error (unknown command or option, missing argument)

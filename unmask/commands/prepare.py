@@ -13,9 +13,9 @@ summary that accounts for every entry the adapter saw: items by outcome, videos 
 listed in an index but missing), each with its reason. Valid symlinks are followed. Layout and formats:
 docs/prepare.md.
 
-Exit code: 0 when at least one item of the shard has a face in the store (items that failed are listed in
-the summary and their records; rerun with --retry-failed); 1 when none has (every item failed or had no
-face), or on an error; 2 for a usage error; 130 when interrupted (rerunning resumes).
+Exit code: 0 when at least one item of the shard has a face in the store, or the shard holds no item (items
+that failed are listed in the summary and their records; rerun with --retry-failed); 1 when the shard's items
+all failed or had no face, or on an error; 2 for a usage error; 130 when interrupted (rerunning resumes).
 
 examples:
   unmask prepare ffpp /data/FaceForensics++ --out prepared/ffpp_c23 --compression c23 --frames 32
@@ -171,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_json(Path(summary["store"]) / "summaries" / f"shard-{shard[0]}-of-{shard[1]}.json", summary)
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
     whole = summary.get("shard_store") or {}
-    if not (whole.get("ok", 0) + whole.get("partial", 0)):
+    if whole.get("items", 0) and not (whole.get("ok", 0) + whole.get("partial", 0)):  # an empty shard is no failure
         raise CommandError(f"no item succeeded: of the {whole.get('items', 0)} items of this shard in the store, "
                            f"{whole.get('failed', 0)} failed and {whole.get('no_face', 0)} have no face")
     return 0
