@@ -112,3 +112,14 @@ def test_the_checkpoint_records_which_fakes_chose_it(prepared_ffpp, tmp_path):
     assert best["val"]["fakes"] == "pseudo" and best["val"]["fake_source"] == "pseudo:sbi"
     assert best["val"]["videos"] == 2 * best["val"]["real_videos"]  # each real video and its pseudo-fake twin
     assert result.best["fakes"] == "pseudo"
+
+
+def test_best_epoch_is_higher_auc_then_lower_loss_on_a_tie():
+    from unmask.train.validation import improves
+
+    best = {"video_auc": 1.0, "loss": 0.60}
+    assert improves({"video_auc": 1.0, "loss": 0.55}, best)  # saturated AUC: the loss still ranks epochs
+    assert not improves({"video_auc": 1.0, "loss": 0.65}, best)
+    assert not improves({"video_auc": 0.9, "loss": 0.10}, best)  # AUC first
+    assert improves({"video_auc": 0.7, "loss": 0.9}, {"video_auc": None, "loss": 0.1})
+    assert not improves({"video_auc": None, "loss": 0.1}, best) and improves({"video_auc": None}, None)

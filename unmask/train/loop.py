@@ -40,7 +40,7 @@ from unmask.train.run_dir import BEST, LAST
 from unmask.train.runlog import RunLogger
 from unmask.train.schedules import build_scheduler
 from unmask.train.seeding import EpochSampler, capture_rng_state, restore_rng_state, seed_everything, worker_init_fn
-from unmask.train.validation import validate
+from unmask.train.validation import improves, validate
 
 # Test hook: SIGKILL this process right after global step N (after any checkpoint of that step), to prove that
 # a run killed mid-epoch resumes exactly. Never set in normal use.
@@ -208,12 +208,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
             last_val = val
         improved = False
         if dist.is_main:
-            # best.pt: highest validation video AUC; without a validation set, simply the latest weights.
-            score = (val or {}).get("video_auc")
+            # best.pt: highest validation video AUC (ties: lower val loss); without a validation set, the latest.
             if data.val is None:
                 best, improved = {"epoch": epoch + 1, "step": global_step}, True
-            elif val is not None and (best is None or (score is not None and (
-                    best.get("video_auc") is None or score > best["video_auc"]))):
+            elif val is not None and improves(val, best):
                 best, improved = {"epoch": epoch + 1, "step": global_step, **val}, True
         best = broadcast_object(best)
         epoch += 1

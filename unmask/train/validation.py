@@ -86,6 +86,23 @@ def video_metrics(faces: list[FaceRecord], scores: np.ndarray) -> dict[str, floa
     }
 
 
+def improves(val: dict, best: dict | None) -> bool:
+    """Does ``val`` beat ``best`` (the best epoch's metrics so far)? Higher video AUC; on a tie, lower loss.
+
+    The tie-break matters for pseudo-fake validation: a detector soon separates the val reals from their
+    pseudo-fakes completely, and an AUC stuck at 1.0 would otherwise freeze the choice at its first epoch.
+    """
+    if best is None:
+        return True
+    score, ref = val.get("video_auc"), best.get("video_auc")
+    if score is None:
+        return False
+    if ref is None or score > ref:
+        return True
+    return score == ref and val.get("loss") is not None and best.get("loss") is not None \
+        and val["loss"] < best["loss"]
+
+
 def validate(detector: Detector, dataset, faces: list[FaceRecord], device: torch.device,
              batch_size: int = 32, autocast=None) -> dict[str, float | int | None]:
     scores, loss = predict_faces(detector, dataset, device, batch_size, autocast)
