@@ -15,7 +15,8 @@ from unmask.data.adapters import _common
 ENCODERS = {".mp4": ("mp4", "libx264"), ".m4v": ("mp4", "libx264"), ".f4v": ("mp4", "libx264"),
             ".mov": ("mov", "libx264"), ".mkv": ("matroska", "libx264"), ".webm": ("webm", "libvpx"),
             ".avi": ("avi", "mpeg4"), ".mpg": ("mpeg", "mpeg1video"), ".mpeg": ("mpeg", "mpeg2video"),
-            ".flv": ("flv", "flv"), ".wmv": ("asf", "wmv2"), ".asf": ("asf", "wmv2"), ".3gp": ("3gp", "h263")}
+            ".flv": ("flv", "flv"), ".wmv": ("asf", "wmv2"), ".asf": ("asf", "wmv2"), ".3gp": ("3gp", "h263"),
+            ".ts": ("mpegts", "libx264"), ".mts": ("mpegts", "libx264"), ".m2ts": ("mpegts", "libx264")}
 
 
 def _frames(n=30, size=(176, 144)):
@@ -107,3 +108,13 @@ def test_decode_warning_of_a_truncated_video(bad_inputs):
     sv = media.sample_video_frames(bad_inputs["truncated_mp4"], 8)
     w = sv.decode_warning()
     assert w and w.startswith("truncated file") and f"of the {sv.container_frame_count} frames" in w
+
+
+@pytest.mark.parametrize("ext", [".ts", ".m2ts"])
+def test_mpeg_ts_gives_the_right_frames(ext, tmp_path):
+    """MPEG-TS seeks land nowhere: the sampler falls back to one sequential pass, still the exact targets."""
+    from conftest import decode_index, write_index_video
+
+    sv = media.sample_video_frames(write_index_video(tmp_path / f"idx{ext}", 200, gop=25), 9)
+    assert [decode_index(f) for _, f in sv.frames] == [i for i, _ in sv.frames] == media.even_indices(200, 9)
+    assert not sv.missing

@@ -27,7 +27,8 @@ whole video when it can avoid it; ``sample_video_frames(path, N)`` returns them 
 
 Fallbacks: a stream whose packets carry no timestamps is decoded sequentially (two passes: count, then
 keep); a target the seek path fails to produce (broken index) is retried by one sequential pass from the
-start. Targets that still cannot be decoded (truncated file) are reported in ``missing``.
+start, and so is a seek after which not one frame comes out (MPEG-TS). Targets that still cannot be decoded
+(truncated file) are reported in ``missing``.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ from unmask.errors import UnmaskError
 
 # The one list of readable media types: every adapter, `prepare` and `detect` use it (a type is listed only once a
 # file of it was encoded and decoded by the functions below: tests/test_media_types.py). .gif is a video (PyAV reads
-# animated and still GIFs). Not listed, because they do not decode here: .ts / .mts / .m2ts (MPEG-TS: no frame comes
-# out of the seek-sampling path) and .ogv (no Theora encoder to test with).
+# animated and still GIFs); MPEG-TS (.ts .mts .m2ts) seeks land nowhere, so those decode in one sequential pass.
+# Not listed: .ogv (no Theora encoder here to test it with).
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp",
-                        ".asf", ".f4v", ".gif"})
+                        ".asf", ".f4v", ".gif", ".ts", ".mts", ".m2ts"})
 MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS
 DEFAULT_MAX_PIXELS = 40_000_000  # ~8K; larger images decode at 1/2, 1/4 or 1/8 size
 
@@ -602,6 +603,7 @@ def _sample_by_seeking(container, stream, pts_list, key_list, num_frames, indice
                 cur = kpos - 1
             passed = False
             out = []
+            decoded_before = dec.decoded
             try:
                 for packet in it:
                     if packet.pts is not None and packet.pts in decode_pos:
@@ -619,7 +621,9 @@ def _sample_by_seeking(container, stream, pts_list, key_list, num_frames, indice
             for frame in sorted(out, key=lambda f: f.pts):
                 yield wanted[frame.pts], frame
             del out
-            if not passed:  # end of stream (or a read error) before the target: the rest cannot decode
+            if not passed:  # end of stream (or a read error) before the target: the rest cannot decode ...
+                if dec.decoded == decoded_before:
+                    break  # ... unless not one frame came out: the seek landed nowhere (MPEG-TS): a sequential pass
                 eof_missed.update(p for p in remaining if p not in got)
                 break
             remaining = [p for p in remaining if p not in got and p > target]
