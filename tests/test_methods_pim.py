@@ -332,3 +332,17 @@ def test_paper_003_configs_load_and_carry_the_tables_numbers():
     main = cfgs["table4_convnext_b_noaug_pim"]
     assert (main.method.r, main.method.alpha, main.epochs, main.batch_size, main.optim.name) == (0.1, 1.0, 100, 64, "sgd")
     assert cfgs["table5_convnext_b_sbi_pim"].method.recipe == "sbi"
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 6, 7), (2, 9, 5)])
+def test_probe_scaling_multiplies_each_samples_mean_and_variance(shape):
+    """Sec. III-A's probe: per sample and channel, mean x 1.2 and variance x 0.65 (maps and ViT tokens)."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(2)) * 2 + 1
+    pim = FeatureStatPerturber(1.2, 0.65)
+    pim.scale()
+    out = pim(None, (), x)
+    dims = (2, 3) if len(shape) == 4 else (1,)
+    assert torch.allclose(out.mean(dims), 1.2 * x.mean(dims), atol=1e-5)
+    assert torch.allclose(out.var(dims, unbiased=False), 0.65 * x.var(dims, unbiased=False), rtol=1e-4)
+    pim.off()
+    assert pim(None, (), x) is None  # off: the hook leaves the output alone

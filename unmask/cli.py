@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "protocol": ("protocol", "run a paper's evaluation protocol (cross-dataset, cross-manipulation, robustness)"),
     "detect": ("detect", "fake probability (and heat maps) for your own images and videos"),
     "export": ("export", "export a checkpoint to ONNX and check it against torch"),
+    "probe": ("probe", "sensitivity to shallow feature statistics (paper 003 Tables II-III): metrics + t-SNE"),
 }
 
 

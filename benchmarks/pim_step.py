@@ -1,0 +1,98 @@
+"""Step cost of paper 003's PIM and DualFlat against a plain step (and SAM), side by side, on the same batch.
+
+Targets (issue 12): PIM <= 2.05x a plain step (one extra forward/backward, plus the statistics), DualFlat <= 3.1x
+(two extra passes). Every method starts from the same weights and steps on the same fixed batch; their steps
+are interleaved (plain, pim, dualflat, sam, plain, ...) so that a busy machine slows all alike, and the ratios
+are medians of per-round ratios. Plain / PIM / DualFlat use SGD; SAM is the SAM optimizer over SGD. DualFlat runs
+with a non-zero clean coefficient (alpha 0.5, beta 0.3) so that all three gradients are kept.
+
+    .venv/bin/python benchmarks/pim_step.py                                 # CPU: resnet18@224, lite0@224
+    .venv/bin/python benchmarks/pim_step.py --models convnext_base@224 --batch 32 --device cuda --steps 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+METHODS = {
+    "plain": ["method.name=baseline", "optim.name=sgd"],
+    "pim": ["method.name=pim", "optim.name=sgd"],
+    "dualflat": ["method.name=dualflat", "method.alpha=0.5", "method.beta=0.3", "optim.name=sgd"],
+    "sam": ["method.name=baseline", "optim.name=sam"],
+}
+
+
+def measure(backbone: str, size: int, batch: int, steps: int, device: str) -> dict[str, list[float]]:
+    import torch
+
+    from unmask.methods import build_method
+    from unmask.train.config import load_train_config
+    from unmask.train.optim import build_optimizer
+
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(2 * batch, 3, size, size, generator=g).to(dev)
+    b = {"image": x, "label": torch.cat([torch.zeros(batch), torch.ones(batch)]).long().to(dev)}
+    runs, start = {}, None
+    for name, args in METHODS.items():
+        cfg = load_train_config(None, [*args, f"model.backbone={backbone}", "model.pretrained=null",
+                                       f"model.input_size={size}", "optim.lr=0.001"])
+        method = build_method(cfg)
+        if start is None:
+            start = method.build()
+        model = copy.deepcopy(start).to(dev)
+        autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda" else None
+        method.attach(model, device=dev, **({"autocast": autocast} if autocast else {}))
+        runs[name] = (method, build_optimizer(model.parameters(), cfg.optim))
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    for method, opt in runs.values():  # warm-up
+        method.step(b, opt, None)
+    sync()
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(steps):
+        for name, (method, opt) in runs.items():
+            t = time.perf_counter()
+            method.step(b, opt, None)
+            sync()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["resnet18@224", "tf_efficientnet_lite0@224"], help="backbone@size")
+    ap.add_argument("--batch", type=int, default=8, help="real images per step (as many fakes are added)")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = ap.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    targets = {"pim": 2.05, "dualflat": 3.1, "sam": None}
+    print(f"device {args.device}, batch {args.batch}+{args.batch}, {args.steps} interleaved rounds after a warm-up, "
+          f"torch threads {torch.get_num_threads()}")
+    for spec in args.models:
+        backbone, size = spec.split("@")
+        times = measure(backbone, int(size), args.batch, args.steps, args.device)
+        med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+        cells = [f"plain {med['plain']:.3f} s"]
+        for name in ("pim", "dualflat", "sam"):
+            ratios = sorted(t / p for t, p in zip(times[name], times["plain"]))
+            r = ratios[len(ratios) // 2]
+            tgt = targets[name]
+            verdict = "" if tgt is None else (f" (target <= {tgt}: {'ok' if r <= tgt else 'OVER'})")
+            cells.append(f"{name} {med[name]:.3f} s = {r:.2f}x{verdict}")
+        print(f"{spec:<26} " + " | ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
