@@ -328,8 +328,15 @@ def local_polygons(lm: np.ndarray, cfg: LocalConfig, rng: np.random.Generator,
 def generate_raw_mask(generator: str, lm: np.ndarray, shape: tuple[int, int], *, draw: DrawConfig,
                       hull: HullConfig, lal: LALConfig, local: LocalConfig, bbmg: BBMGConfig,
                       elastic: tuple[float, float] | None, rng: np.random.Generator,
-                      matrix: np.ndarray | None = None) -> RawMask:
+                      matrix: np.ndarray | None = None,
+                      raster: tuple[float, float, float, float] | None = None) -> RawMask:
     """One raw mask of ``generator`` over landmarks ``lm`` (moved by the affine ``matrix`` if given).
+
+    ``raster`` = (fx, fy, ox, oy): the canvas of ``shape`` is a scaled copy of the image, canvas = image *
+    (fx, fy) + (ox, oy). The geometry (hulls, erode/dilate) is done in image coordinates and only the finished
+    polygons are mapped, so drawing straight onto SBI's small blur canvas is the same mask as drawing at full
+    size and resizing, at a fraction of the cost; warp offsets and the elastic field are mapped likewise
+    (a Gaussian field scaled by f has sigma * f and, per albumentations' alpha, alpha * f^2).
 
     ``elastic`` = (alpha_px, sigma_px) adds SBI's elastic deformation of the mask (None = off). For ``bbmg``
     the landmark mask (LAL) gets the warps; the local features are cut out of it afterwards (eq. 2).
@@ -361,17 +368,29 @@ def generate_raw_mask(generator: str, lm: np.ndarray, shape: tuple[int, int], *,
     else:
         raise ValueError(f"unknown mask generator {generator!r}")
 
+    if elastic and elastic[0] > 0:
+        record["elastic"] = [round(float(elastic[0]), 1), round(float(elastic[1]), 1)]
+    fxy = np.ones(2, np.float32)
+    if raster is not None:
+        fxy = np.array(raster[:2], np.float32)
+        off = np.array(raster[2:], np.float32)
+        polys = [p * fxy + off for p in polys]
+        if local_polys is not None:
+            local_polys = [p * fxy + off for p in local_polys]
+        f = float(np.sqrt(fxy[0] * fxy[1]))
+        if elastic:
+            elastic = (elastic[0] * f * f, elastic[1] * f)
     mask = draw_polygons(shape, polys, draw)
-    amp = 0.15 * elastic[0] if elastic else 0.0  # the smoothed field's |d| stays well below 0.15 alpha
-    roi = _roi(polys, shape, pad=warp_px + amp + 4)
+    # Bound on the elastic |d|: the field's std is ~0.16 alpha / sigma (uniform noise smoothed in 2-D); 1.2
+    # alpha / sigma is > 7 std.
+    amp = 1.2 * elastic[0] / elastic[1] if elastic else 0.0
+    roi = _roi(polys, shape, pad=warp_px * float(fxy.max()) + amp + 4)
     if warp_px > 0 or amp > 0:
         warp = None
         if warp_px > 0:
             g = lal.warp_grid
-            warp = rng.uniform(-warp_px, warp_px, size=(g, g, 2)).astype(np.float32)
+            warp = (rng.uniform(-warp_px, warp_px, size=(g, g, 2)) * fxy).astype(np.float32)
             record["warp_px"] = round(warp_px, 1)
-        if elastic and elastic[0] > 0:
-            record["elastic"] = [round(float(elastic[0]), 1), round(float(elastic[1]), 1)]
         disp = deformation_field((roi[3] - roi[1], roi[2] - roi[0]), warp, elastic, rng)
         mask = remap_roi(mask, roi, disp)
 
@@ -380,6 +399,7 @@ def generate_raw_mask(generator: str, lm: np.ndarray, shape: tuple[int, int], *,
         out.local = draw_polygons(shape, local_polys, draw)
         if bbmg.form == "scaled_local":
             out.local_fill = draw_polygons(shape, [scale_polygon(p, bbmg.local_scale) for p in local_polys], draw)
+            # (scaling about a polygon's centre commutes with the canvas mapping)
             record["local_scale"] = bbmg.local_scale
         elif bbmg.form == "full":
             out.local_fill = out.local

@@ -38,7 +38,7 @@ from unmask.synthesis.config import (AffineConfig, BBMGConfig, BlendConfig, Blur
                                      synth_config_from_dict)
 from unmask.synthesis.landmarks import SynthesisError, check_landmarks, polygon_area
 from unmask.synthesis.pool import DonorPool, mean_std_transfer, similarity_transform
-from unmask.synthesis.transforms import affine_random, source_target_random, warp_affine
+from unmask.synthesis.transforms import affine_random, nonzero_box, source_target_random, warp_affine
 
 MIN_MASK_FRACTION = 0.002  # a mask smaller than 0.2% of the face hull (a single eye is ~2%) counts as empty
 MIN_MASK_PX = 16.0
@@ -127,19 +127,41 @@ class Synthesizer:
         passes = 1 if generator == "bbmg" else cfg.blur.passes
         h, w = shape
         scale = draw_scale(cfg.blur, ref or shape, rng)  # SBI: the mask is blurred at a 192-256 px size
-        pad = reach(cfg.blur, passes)  # the blur's reach, in pixels of the blurred mask ...
-        if scale is not None:  # ... and of the crop
-            pad = int(np.ceil(pad / min(scale))) + 2
+        pad = reach(cfg.blur, passes)  # the blur's reach, in pixels of the blurred mask
+        if scale is not None:
+            # Drawn, deformed and blurred straight on the small canvas (the window at SBI's blur scale, padded
+            # by the blur's reach), then mapped back onto the window: the same as drawing at full size,
+            # resizing down and back up (pixel centres kept), without the full-size canvas.
+            fx, fy = scale
+            ox, oy = 0.5 * fx - 0.5 + pad, 0.5 * fy - 0.5 + pad
+            small = (int(np.ceil(h * fy)) + 2 * pad, int(np.ceil(w * fx)) + 2 * pad)
+            m_small, rec = self._padded_mask(generator, lm, small, matrix, rng, plain, None, (fx, fy, ox, oy))
+            mask = np.zeros((h, w), np.float32)
+            nz = nonzero_box(m_small > 0)
+            if nz is not None:  # map back only the part of the window the non-zero pixels reach
+                X0 = max(0, int(np.floor((nz[0] - 1 - ox) / fx)))
+                Y0 = max(0, int(np.floor((nz[1] - 1 - oy) / fy)))
+                X1 = min(w, int(np.ceil((nz[2] + 1 - ox) / fx)) + 1)
+                Y1 = min(h, int(np.ceil((nz[3] + 1 - oy) / fy)) + 1)
+                if X1 > X0 and Y1 > Y0:
+                    back = np.array([[fx, 0.0, ox + fx * X0], [0.0, fy, oy + fy * Y0]], np.float64)
+                    part = cv2.warpAffine(m_small, back, (X1 - X0, Y1 - Y0),
+                                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                          borderMode=cv2.BORDER_REPLICATE)
+                    mask[Y0:Y1, X0:X1] = np.clip(part, 0.0, 1.0, out=part)
+            rh, rw = ref or shape
+            rec["blur"]["size"] = [int(round(rh * fy)), int(round(rw * fx))]  # the size drawn for the reference
+            return mask, rec
         lm = lm + np.float32(pad)
         if matrix is not None:  # conjugate by the shift: x' = M (x - pad) + pad
             matrix = matrix.copy()
             matrix[:, 2] += pad - matrix[:, :2].sum(axis=1) * pad
-        mask, rec = self._padded_mask(generator, lm, (h + 2 * pad, w + 2 * pad), matrix, rng, plain, scale)
+        mask, rec = self._padded_mask(generator, lm, (h + 2 * pad, w + 2 * pad), matrix, rng, plain, None)
         return np.ascontiguousarray(mask[pad:pad + h, pad:pad + w]), rec
 
     def _padded_mask(self, generator: str, lm: np.ndarray, shape: tuple[int, int], matrix: np.ndarray | None,
-                     rng: np.random.Generator, plain: bool,
-                     scale: tuple[float, float] | None) -> tuple[np.ndarray, dict[str, Any]]:
+                     rng: np.random.Generator, plain: bool, scale: tuple[float, float] | None,
+                     raster: tuple[float, float, float, float] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         cfg = self.config
         mc = cfg.mask
         elastic = None
@@ -149,7 +171,7 @@ class Synthesizer:
         if plain:  # fallback: the un-augmented hull
             lal = dataclasses.replace(lal, p_morph=0.0, p_warp=0.0)
         raw = M.generate_raw_mask(generator, lm, shape, draw=mc.draw, hull=mc.hull, lal=lal, local=mc.local,
-                                  bbmg=mc.bbmg, elastic=elastic, rng=rng, matrix=matrix)
+                                  bbmg=mc.bbmg, elastic=elastic, rng=rng, matrix=matrix, raster=raster)
         value = float(mc.draw.value)
         rec = dict(raw.record)
         if generator == "bbmg":
@@ -219,14 +241,18 @@ class Synthesizer:
             record["donor"]["color"] = "mean_std"
 
         source, target, record["transforms"] = source_target_random(image, cfg.transforms, rng, source=source)
-        if matrix is not None:
-            source = warp_affine(source, matrix)
 
         ratio = draw_ratio(cfg.blend, rng)
         record["blend"] = {"type": cfg.blend.type, "ratio": ratio}
         if ratio != 1.0:
             mask = mask * np.float32(ratio)
-        fake = blend(source, target, mask)
+        # Per pixel, the fake is the target wherever the mask is 0: warp and blend only the mask's box.
+        fake = target.copy()
+        box = nonzero_box(mask > 0)
+        if box is not None:
+            x0, y0, x1, y1 = box
+            src = warp_affine(source, matrix, box) if matrix is not None else source[y0:y1, x0:x1]
+            fake[y0:y1, x0:x1] = blend(src, target[y0:y1, x0:x1], mask[y0:y1, x0:x1])
         return SynthResult(fake=fake, mask=mask, record=record, real=target)
 
 

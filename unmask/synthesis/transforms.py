@@ -67,17 +67,64 @@ def sharpen(img: np.ndarray, alpha: float, lightness: float = 1.0) -> np.ndarray
 
 
 def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
-    """JPEG encode + decode at ``quality`` (RGB in, RGB out)."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    """JPEG encode + decode at ``quality``, channels passed through in the order given.
+
+    Like albumentations' ImageCompression (SBI's final augmentation), the RGB array goes to the encoder as
+    is, so the codec's luma/chroma weights see R and B swapped; that is the artefact SBI trained on, and it
+    saves two colour conversions per call.
+    """
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 image
         raise RuntimeError("JPEG encoding failed")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
 
 
-def warp_affine(img: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+MCU = 16  # JPEG's minimum coded unit with 4:2:0 chroma (OpenCV's default)
+
+
+def jpeg_like(img: np.ndarray, quality: int, ref_in: np.ndarray, ref_out: np.ndarray,
+              box: tuple[int, int, int, int] | None) -> np.ndarray:
+    """``jpeg(img, quality)`` when ``img`` equals ``ref_in`` outside ``box`` (x0, y0, x1, y1) and
+    ``ref_out = jpeg(ref_in, quality)``: only the 16-px MCUs around ``box`` plus one MCU of margin are
+    re-encoded and pasted onto ``ref_out``. JPEG codes each MCU on its own (4:2:0 downsampling within 2x2
+    pixels); only the decoder's chroma upsampling reads one chroma sample across an MCU edge, so the changed
+    MCUs reach 1-2 px into their neighbours, and the margin MCU gives those pixels their true context --
+    byte-identical to the full re-encode (a test checks it), at the cost of the box. ``box`` None: nothing differs, ``ref_out`` is returned."""
+    if box is None:
+        return ref_out
     h, w = img.shape[:2]
-    return cv2.warpAffine(img, matrix.astype(np.float64), (w, h), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT_101)
+    x0, y0, x1, y1 = box
+    ex0, ey0 = max(0, (x0 // MCU - 1) * MCU), max(0, (y0 // MCU - 1) * MCU)
+    ex1, ey1 = min(w, (-(-x1 // MCU) + 1) * MCU), min(h, (-(-y1 // MCU) + 1) * MCU)
+    if (ex1 - ex0) * (ey1 - ey0) > 0.7 * h * w:
+        return jpeg(img, quality)
+    part = jpeg(np.ascontiguousarray(img[ey0:ey1, ex0:ex1]), quality)
+    # Paste the changed MCUs and the 2 px of the margin MCUs next to them (their chroma is upsampled from
+    # the changed MCU's samples); the rest of a margin MCU is right in ``ref_out`` already.
+    r = 2
+    px0, py0 = (ex0 + MCU - r if ex0 > 0 else 0), (ey0 + MCU - r if ey0 > 0 else 0)
+    px1, py1 = (ex1 - MCU + r if ex1 < w else w), (ey1 - MCU + r if ey1 < h else h)
+    out = ref_out.copy()
+    out[py0:py1, px0:px1] = part[py0 - ey0:py1 - ey0, px0 - ex0:px1 - ex0]
+    return out
+
+
+def warp_affine(img: np.ndarray, matrix: np.ndarray, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """``img`` moved by the 2x3 ``matrix`` (source -> output); with ``box`` (x0, y0, x1, y1) only that part of
+    the output is computed (the blend needs the source only where its mask is non-zero)."""
+    h, w = img.shape[:2]
+    m = matrix.astype(np.float64)
+    if box is not None:
+        m = m.copy()
+        m[:, 2] -= (box[0], box[1])
+        w, h = box[2] - box[0], box[3] - box[1]
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def nonzero_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) bounding the non-zero pixels of a 2-D array (None when there are none)."""
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask, dtype=np.uint8) if mask.dtype != np.uint8 else mask)
+    return None if w == 0 or h == 0 else (x, y, x + w, y + h)
 
 
 # --- random wrappers --------------------------------------------------------------------------------
