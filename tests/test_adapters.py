@@ -389,6 +389,15 @@ def test_generic_csv_keeps_its_own_columns_and_reports_missing_paths(tmp_path):
     assert b.extra["manipulation"] == "faceswap" and b.method == "Deepfakes"
     (gone,) = listing.skipped
     assert gone.path == str(tmp_path / "v" / "gone.mp4") and gone.reason == "my.csv line 4: file does not exist"
+    import os
+
+    os.symlink("l2.mp4", tmp_path / "v" / "l1.mp4")
+    os.symlink("l1.mp4", tmp_path / "v" / "l2.mp4")
+    os.symlink("a.mp4", tmp_path / "v" / "link.mp4")
+    csv.write_text("path,label\nv/l1.mp4,real\nv/link.mp4,fake\n")  # a loop is a skipped line, not a traceback
+    listing = list_items_report("generic", csv)
+    assert [(r.video_id, r.source) for r in listing.rows] == [("v/link", str(tmp_path / "v" / "link.mp4"))]
+    assert [e.reason for e in listing.skipped] == ["my.csv line 2: symlink loop"]
 
 
 def test_ffpp_reports_entries_beside_its_videos(ffpp_root, tmp_path):

@@ -83,7 +83,7 @@ class SkippedEntry:
         return {"path": self.path, "reason": self.reason}
 
 
-def _link_problem(path: Path) -> str | None:
+def link_problem(path: Path) -> str | None:
     """Why a symlink cannot be followed (loop, missing target), or None when it can. Valid links are followed."""
     import errno
 
@@ -125,7 +125,7 @@ def scan_folder(folder: str | os.PathLike, *, recursive: bool = False, exts: fro
                 sink.append(SkippedEntry(str(p), "hidden entry"))
                 continue
             if e.is_symlink():
-                problem = _link_problem(p)
+                problem = link_problem(p)
                 if problem:
                     sink.append(SkippedEntry(str(p), problem))
                     continue
@@ -158,6 +158,8 @@ def scan_folder(folder: str | os.PathLike, *, recursive: bool = False, exts: fro
 
 
 def _check_file(path: Path) -> None:
+    if path.is_symlink() and (problem := link_problem(path)):
+        raise MediaError(problem)
     if not path.exists():
         raise MediaError(f"file not found: {path}")
     if not path.is_file():

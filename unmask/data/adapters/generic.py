@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 
 from unmask.data.adapters import register_adapter
 from unmask.data.adapters._common import MEDIA_EXTS, note_skipped, nothing_found, parse_label, read_csv, scan
+from unmask.data.media import link_problem
 from unmask.data.records import FAKE, REAL, SPLITS, ManifestRow
 from unmask.errors import UnmaskError
 
@@ -108,14 +110,16 @@ def _csv_rows(csv_path: Path) -> list[ManifestRow]:
         if not rec["path"]:
             raise UnmaskError(f"{where}: empty path")
         path = Path(rec["path"]).expanduser()
-        path = (path if path.is_absolute() else base / path).resolve()
+        # lexically normalized, links kept (a symlink loop would make resolve() raise): the path as the user named it
+        path = Path(os.path.normpath(path if path.is_absolute() else base / path))
         label = parse_label(rec["label"], where)
         split = rec.get("split", "").lower() or None
         if split is not None and split not in SPLITS:
             raise UnmaskError(f"{where}: split {rec['split']!r} is not one of {', '.join(SPLITS)}")
-        if not path.exists():
+        problem = link_problem(path) if path.is_symlink() else None
+        if problem or not path.exists():
             missing.append(rec["path"])
-            note_skipped(path, f"{csv_path.name} line {n}: file does not exist")
+            note_skipped(path, f"{csv_path.name} line {n}: {problem or 'file does not exist'}")
             continue
         method = rec.get("method") or ("real" if label == REAL else "fake")
         # every other column stays on the row (``unmask evaluate --group-by COLUMN``), the path as written too
