@@ -393,7 +393,7 @@ def test_crop_fallback_only_where_the_adapter_says_face_crops(tmp_path, astronau
     as a generic dataset (not), and as a generic dataset with face_crops=true: only the first and last take the
     whole image as the face, and say so in the record."""
     from unmask.data.adapters import list_items
-    from unmask.data.prepare import FacePipeline, PrepareOptions, process_item
+    from unmask.data.prepare import FacePipeline, PrepareOptions, init_store, process_item
 
     img, _ = _cut(astronaut_rgb, astronaut_face.box, 0.6, 256)
     assert build_face_detector("dlib_hog").detect(img) == []
@@ -413,6 +413,7 @@ def test_crop_fallback_only_where_the_adapter_says_face_crops(tmp_path, astronau
                               ("generic_fc", gen, {"face_crops": "true"})):
         rows = list_items(name.split("_")[0], root, **extra)
         assert len(rows) == 1
+        init_store(tmp_path / f"store_{name}", opts)
         out[name] = process_item(rows[0], tmp_path / f"store_{name}", opts, pipe)
     wd = out["wilddeepfake"]
     assert wd["status"] == "ok" and wd["fallback_frames"] == 2
@@ -420,6 +421,9 @@ def test_crop_fallback_only_where_the_adapter_says_face_crops(tmp_path, astronau
     assert out["generic"]["status"] == "no_face" and "fallback_frames" not in out["generic"]
     assert out["generic_fc"]["status"] == "ok"
     assert out["generic_fc"]["frames"][0]["faces"][0]["fallback"] == "whole_image"
+    from unmask.data.store import PreparedStore
+
+    assert [f.fallback for f in PreparedStore(tmp_path / "store_wilddeepfake").faces()] == ["whole_image"] * 2
     # A detected face is never marked.
     rows = list_items("generic", gen, face_crops="true")
     cv2.imwrite(str(gen / "fake" / "a.png"), cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))

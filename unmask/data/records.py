@@ -71,6 +71,7 @@ class FaceRecord:
     crop_origin: tuple[int, int]  # (x, y) of the crop's top-left corner in the frame
     mask_path: str | None = None  # manipulation mask crop PNG (uint8, same size as the crop) when known
     identity: str | None = None
+    fallback: str | None = None  # "whole_image": no face was detected, the face-crop item is its own face
 
     @property
     def box_size(self) -> float:

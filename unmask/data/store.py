@@ -321,6 +321,7 @@ class PreparedStore:
             score=float(face["score"]), frame_box=np.asarray(face["frame_box"], dtype=np.float32),
             crop_origin=(int(face["crop_origin"][0]), int(face["crop_origin"][1])),
             mask_path=str(mask_path) if mask_path else None, identity=row.get("identity"),
+            fallback=face.get("fallback"),
         )
 
     def summary(self) -> dict[str, Any]:
