@@ -23,7 +23,6 @@ Unlabelled media is not a dataset: score it with ``unmask detect``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from dataclasses import replace
@@ -135,7 +134,7 @@ def _csv_rows(csv_path: Path) -> list[ManifestRow]:
                 identity=rec.get("identity") or None, extra=extra,
             )
         )
-    rows = [dataclasses.replace(r, video_id=vid) for r, vid in zip(rows, _item_ids(rels))]
+    rows = [replace(r, video_id=vid) for r, vid in zip(rows, _item_ids(rels))]
     if missing:
         log.warning("%s: %d paths in %s do not exist (first: %s); skipped", NAME, len(missing), csv_path, missing[0])
     if not rows:
