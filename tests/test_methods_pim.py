@@ -346,3 +346,12 @@ def test_probe_scaling_multiplies_each_samples_mean_and_variance(shape):
     assert torch.allclose(out.var(dims, unbiased=False), 0.65 * x.var(dims, unbiased=False), rtol=1e-4)
     pim.off()
     assert pim(None, (), x) is None  # off: the hook leaves the output alone
+
+
+def test_a_sam_optimizer_is_refused_with_the_fix_named():
+    from unmask.errors import ConfigError
+
+    cfg = load_train_config(None, ["method.name=pim", *TINY, "optim.name=sam"])
+    method = build_method(cfg)
+    with pytest.raises(ConfigError, match="optim.name"):
+        method.attach(method.build(), device=torch.device("cpu"))

@@ -112,9 +112,6 @@ class PIM(CrossEntropyMethod):
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
-        if getattr(cfg.optim, "name", None) == "sam":
-            raise ConfigError(f"method {self.name} perturbs the weights itself (DualFlat: method.beta, method.rho_w): "
-                              "set optim.name to sgd, adam or adamw")
         self.stats: StatPerturbation | None = None
         self.weights: WeightPerturbation | None = None
 
@@ -124,6 +121,10 @@ class PIM(CrossEntropyMethod):
         return DataRecipe("real_fake") if recipe == SUPERVISED else DataRecipe("pairs", synthesizer=recipe)
 
     def attach(self, model, **kwargs) -> None:
+        # Checked here (before any data is built), not in __init__: the method is also built for introspection.
+        if getattr(self.cfg.optim, "name", None) == "sam":
+            raise ConfigError(f"method {self.name} perturbs the weights itself (DualFlat: method.beta, method.rho_w): "
+                              "set optim.name to sgd, adam or adamw")
         super().attach(model, **kwargs)
         arch = self.detector(getattr(model, "module", model))  # DDP wraps the training module
         self.stats = StatPerturbation(arch.shallow_stage, self.options.r)
