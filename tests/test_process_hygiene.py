@@ -104,6 +104,17 @@ def _session_members(sid: int) -> list[int]:
     return pids
 
 
+def _kill_parent_and_wait_for_the_rest(proc: subprocess.Popen, wait_s: float = 10.0) -> list[int]:
+    """SIGKILL the run's parent process alone (as an OOM killer or `kill -9 PID` would); return the pids of the
+    run's session still alive ``wait_s`` later."""
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.time() + wait_s
+    while time.time() < deadline and _session_members(proc.pid):
+        time.sleep(0.2)
+    return _session_members(proc.pid)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the run's processes")
 def test_kill_9_of_prepare_leaves_no_process_behind(ffpp_root, tmp_path):
     store = tmp_path / "store"
@@ -120,19 +131,14 @@ def test_kill_9_of_prepare_leaves_no_process_behind(ffpp_root, tmp_path):
             time.sleep(0.05)
         assert proc.poll() is None, "prepare finished before it could be killed"
         assert len(_session_members(proc.pid)) >= 3  # the parent, two workers (and the resource tracker)
-        os.kill(proc.pid, signal.SIGKILL)  # the parent only, as an OOM killer or `kill -9 PID` would
-        proc.wait(timeout=30)
-        deadline = time.time() + 10
-        while time.time() < deadline and _session_members(proc.pid):
-            time.sleep(0.2)
-        left = _session_members(proc.pid)
+        left = _kill_parent_and_wait_for_the_rest(proc)
         assert left == [], f"processes of the killed run still alive after 10 s: {left}"
     finally:
         for pid in _session_members(proc.pid):
             os.kill(pid, signal.SIGKILL)
     # the next run takes over the dead run's lock and resumes
-    rerun = subprocess.run(cmd[:-3] + ["--workers", "1", "--no-progress", "--methods", "real", "--split", "val", "--json"], cwd=REPO,
-                           capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(cmd[:-3] + ["--workers", "1", "--no-progress", "--methods", "real", "--split", "val",
+                                       "--json"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
 
 
@@ -151,12 +157,7 @@ def test_kill_9_of_train_leaves_no_loader_worker_behind(prepared_ffpp, tmp_path)
         assert proc.poll() is None, "train ended before it could be killed"
         assert len(_session_members(proc.pid)) >= 3  # the trainer and its two loader workers
         time.sleep(1.0)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        deadline = time.time() + 10
-        while time.time() < deadline and _session_members(proc.pid):
-            time.sleep(0.2)
-        left = _session_members(proc.pid)
+        left = _kill_parent_and_wait_for_the_rest(proc)
         assert left == [], f"processes of the killed run still alive after 10 s: {left}"
     finally:
         for pid in _session_members(proc.pid):
