@@ -172,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     ck = Path(meta.get("path") or args.checkpoint)
     out = Path(args.out) if args.out else (ck.parent if ck.is_file() else ck) / "probe"
     out.mkdir(parents=True, exist_ok=True)
-    stage = type(detector.shallow_stage).__name__
+    stage = next((n for n, m in detector.named_modules() if m is detector.shallow_stage),
+                 type(detector.shallow_stage).__name__)  # e.g. net.blocks.1
     title = (f"{meta.get('backbone', meta.get('arch'))}: mean x{args.mean_factor:g}, variance x{args.var_factor:g} at "
              f"the shallow stage ({stage}); {', '.join(splits)} of {data.name}, {len(records)} faces")
     md = table_markdown(rows, title)
