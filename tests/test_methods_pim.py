@@ -355,3 +355,36 @@ def test_a_sam_optimizer_is_refused_with_the_fix_named():
     method = build_method(cfg)
     with pytest.raises(ConfigError, match="optim.name"):
         method.attach(method.build(), device=torch.device("cpu"))
+
+
+def test_probe_command_on_stored_faces(prepared_ffpp, tmp_path):
+    """``unmask probe`` on real stored faces: a row per manipulation and overall, its "before" scores are the
+    evaluation scoring path's, the perturbation changes them, and the t-SNE PNG is written."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from unmask.cli import main
+    from unmask.commands.probe import probe_features
+    from unmask.data.store import PreparedStore
+    from unmask.evaluate.scoring import score_records, select_records
+    from unmask.models import save_checkpoint
+
+    torch.manual_seed(0)
+    det = build_detector("resnet18", pretrained=None, input_size=64)
+    ck = save_checkpoint(tmp_path / "run" / "best.pt", det)
+    out = tmp_path / "probe"
+    assert main(["probe", "--checkpoint", str(ck), "--data", str(prepared_ffpp), "--split", "val", "--frames", "2",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    rep = json.loads((out / "probe.json").read_text())
+    sets = [r["set"] for r in rep["rows"]]
+    assert sets[-1] == "all" and len(sets) >= 2 and rep["shallow_stage"] == "net.layer1"
+    assert Image.open(out / "tsne.png").size[0] > 500
+
+    records = select_records(PreparedStore(prepared_ffpp).faces(split=["val"], largest_only=True), 2)
+    p0, p1, f0, f1 = probe_features(det.eval(), records, 1.2, 0.65)
+    ref = [f.score for f in score_records(det, records, device="cpu")]
+    assert np.allclose(p0, ref, atol=1e-5)  # before = what unmask evaluate scores
+    assert not np.allclose(p0, p1, atol=1e-4) and f0.shape == f1.shape == (len(records), det.num_features)
+    assert not det.shallow_stage._forward_hooks
