@@ -139,14 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     cols = {r: measure(r, faces, args.samples, args.size, args.seed) for r in args.recipes}
 
     names = ["SBI (released)"] + list(cols)
-    print("\n" + f"{'statistic':<32}" + "".join(f"{n:>16}" for n in names))
+    print("\n" + f"{'statistic':<32}" + "".join(f"{n:>20}" for n in names))
     for key, label, fmt in ROWS:
         cells = [fmt.format(SBI_REFERENCE[key])] + [fmt.format(c[key]) for c in cols.values()]
-        print(f"{label:<32}" + "".join(f"{c:>16}" for c in cells))
+        print(f"{label:<32}" + "".join(f"{c:>20}" for c in cells))
     qs = ["/".join(f"{v:.3f}" for v in SBI_CORE_QUARTILES)] + ["/".join(f"{v:.3f}" for v in c["core_q"])
                                                               for c in cols.values()]
-    print(f"{'core area quartiles':<32}" + "".join(f"{q:>16}" for q in qs))
-    print(f"{'pairs with out pre > 0.5':<32}" + f"{'-':>16}" + "".join(f"{c['pairs_out_pre_gt_0.5']:>16.1%}"
+    print(f"{'core area quartiles':<32}" + "".join(f"{q:>20}" for q in qs))
+    print(f"{'pairs with out pre > 0.5':<32}" + f"{'-':>20}" + "".join(f"{c['pairs_out_pre_gt_0.5']:>20.1%}"
                                                                    for c in cols.values()))
     if "sbi" in cols:
         c = cols["sbi"]

@@ -11,7 +11,8 @@ For each recipe and size it prints:
   synthesis, flip, final colour/JPEG augmentations of both images, float tensors;
 * ``pair+png`` -- the same plus decoding the stored PNG crop (what training pays per item);
 
-then a cProfile split of ``pair+png`` by stage. Target (docs/synthesis.md): >= 100 pairs/s per core at 380 px.
+then the stored-crop decode alone (OpenCV's libpng vs the store's ISA-L path, ``unmask.data.store.load_rgb``) and a
+cProfile split of ``pair+png`` by stage. Goal (issue 8): >= 10x SBI as released per core on both rows at 380 px.
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+
+# SBI as released, pairs per second per core at 380 px on the FF++ sample, measured with the released SBI code
+# (albumentations 1.3.1) on this machine in the same run as unmask's 131.5 / 84.5 before issue 8 (source: issue 8).
+SBI_RELEASED = {"pair": 17.1, "pair+png": 14.2}
 FFPP = REPO.parent / "shared" / "data" / "ffpp_sample"
 
 
@@ -169,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     print("pairs per second on one core: CPU-time rate (wall-clock rate in brackets; lower when the machine is shared)")
     print(f"{'recipe':<8} {'size':>5} {'synth':>14} {'pair':>14} {'pair+png':>14}")
     profiles = {}
+    rates: dict[tuple[str, int], tuple[float, float]] = {}
     batch_s: dict[tuple[str, int], float] = {}
     for recipe in args.recipes:
         for size in args.sizes:
@@ -188,7 +194,20 @@ def main(argv: list[str] | None = None) -> int:
             cells = "".join(f"{c:>7.0f} ({w:>4.0f})" for w, c in (r_synth, r_pair, r_png))
             print(f"{recipe:<8} {size:>5} {cells}")
             batch_s[(recipe, size)] = 16.0 / r_png[1]
+            rates[(recipe, size)] = (r_pair[1], r_png[1])
             profiles[(recipe, size)] = profile_split(lambda i: ds_png[i % len(ds_png)], args.n)
+    print("\nvs SBI as released (pairs/s per core at 380 px: 17.1 crop in memory, 14.2 with its decode; issue 8):")
+    for (recipe, size), (r_pair, r_png) in rates.items():
+        if size == 380:
+            print(f"  {recipe:<8} pair {r_pair:6.0f} = {r_pair / SBI_RELEASED['pair']:5.1f}x   "
+                  f"pair+png {r_png:6.0f} = {r_png / SBI_RELEASED['pair+png']:5.1f}x")
+    import cv2
+
+    flag = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
+    paths = [f.crop_path for f in faces]
+    cv_ms = 1000.0 / rate(lambda i: cv2.imread(paths[i % len(paths)], flag), args.n)[1]
+    our_ms = 1000.0 / rate(lambda i: load_rgb(paths[i % len(paths)]), args.n)[1]
+    print(f"\nstored-crop decode, ms per crop (CPU): OpenCV/libpng {cv_ms:.2f}, store (ISA-L inflate) {our_ms:.2f}")
     print("\nA batch of 16 pairs (32 images) costs one loader worker (one core), PNG decode included:")
     for (recipe, size), sec in batch_s.items():
         print(f"  {recipe:<8} {size:>4} px: {1000 * sec:6.0f} ms -> with W workers the loop never waits if a "

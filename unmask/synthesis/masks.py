@@ -290,15 +290,22 @@ def _choose(rng: np.random.Generator, options: Sequence[str]) -> str:
 
 
 def lal_polygons(lm: np.ndarray, cfg: LALConfig, rng: np.random.Generator,
-                 record: dict[str, Any]) -> list[np.ndarray]:
-    """LAL step 1-2: a random hull type, then with ``p_morph`` an erode/dilate (polygon-exact).
+                 record: dict[str, Any]) -> tuple[list[np.ndarray], float]:
+    """LAL step 1-2: a random hull type, then with ``p_morph`` an erode/dilate.
 
-    ``lm`` may be 68 points (SBI's 68-point draws), which makes ``facehull`` the 68-point hull."""
+    Returns (polygons, erosion radius still to apply in pixels). Dilation distributes over a union, so it is
+    done on each polygon (exact); erosion does not -- eroding the parts of a multi-part hull one by one would
+    open holes along their shared edges -- so a multi-part hull is eroded as a raster (``generate_raw_mask``),
+    a single convex hull exactly as a polygon. ``lm`` may be 68 points (SBI's 68-point draws), which makes
+    ``facehull`` the 68-point hull."""
     hull_type = _choose(rng, cfg.types)
     polys = hull_polygons(lm, hull_type)
     record["hull"] = hull_type
     if rng.random() < cfg.p_morph:
         radius = float(rng.uniform(*cfg.morph_frac)) * L.face_size(lm)
+        if radius < 0 and len(polys) > 1:
+            record["morph_px"] = round(radius, 1)
+            return polys, -radius
         morphed = morph_polygons(polys, radius)
         if morphed:
             polys = morphed
@@ -306,7 +313,7 @@ def lal_polygons(lm: np.ndarray, cfg: LALConfig, rng: np.random.Generator,
         else:
             record["morph_px"] = 0.0  # erosion would remove the whole mask: documented fallback, keep the hull
             record["fallback"] = "erosion emptied the hull; kept it unmorphed"
-    return polys
+    return polys, 0.0
 
 
 def local_polygons(lm: np.ndarray, cfg: LocalConfig, rng: np.random.Generator,
@@ -347,6 +354,7 @@ def generate_raw_mask(generator: str, lm: np.ndarray, shape: tuple[int, int], *,
     record: dict[str, Any] = {"generator": generator}
     local_polys: list[np.ndarray] | None = None
     warp_px = 0.0
+    erode_px = 0.0
     if generator in ("hull", "lal", "bbmg"):
         hull_lm = lm
         if rng.random() < hull.p_68:
@@ -357,7 +365,7 @@ def generate_raw_mask(generator: str, lm: np.ndarray, shape: tuple[int, int], *,
         polys = hull_polygons(hull_lm, ht)
         record["hull"] = ht
     elif generator == "lal" or generator == "bbmg":
-        polys = lal_polygons(hull_lm, lal, rng, record)
+        polys, erode_px = lal_polygons(hull_lm, lal, rng, record)
         if rng.random() < lal.p_warp:
             warp_px = lal.warp_frac * fs
         if generator == "bbmg":
@@ -381,6 +389,14 @@ def generate_raw_mask(generator: str, lm: np.ndarray, shape: tuple[int, int], *,
         if elastic:
             elastic = (elastic[0] * f * f, elastic[1] * f)
     mask = draw_polygons(shape, polys, draw)
+    if erode_px > 0:  # a multi-part hull's erosion, as a raster (an elliptical element, canvas pixels)
+        rx, ry = (max(1, int(round(erode_px * float(v)))) for v in fxy)
+        eroded = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rx + 1, 2 * ry + 1)))
+        if float(eroded.max()) > 0:
+            mask = eroded
+        else:
+            record["morph_px"] = 0.0  # erosion would remove the whole mask: documented fallback
+            record["fallback"] = "erosion emptied the hull; kept it unmorphed"
     # Bound on the elastic |d|: the field's std is ~0.16 alpha / sigma (uniform noise smoothed in 2-D); 1.2
     # alpha / sigma is > 7 std.
     amp = 1.2 * elastic[0] / elastic[1] if elastic else 0.0
