@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from unmask.methods import METHODS, build_method
-from unmask.models import Detector, load_detector
+from unmask.models import Arch, load_detector
 from unmask.train.config import load_train_config
 from unmask.train.loop import train
 
@@ -20,7 +20,9 @@ TINY = ["model.backbone=resnet18", "model.pretrained=null", "model.input_size=32
         "batch_size=4", "steps_per_epoch=3", "run.log_every=1"]
 EXTRA = {"bbmg_nrs": ["method.nrs.start_epoch=2", "method.nrs.k_s=6", "method.nrs.k=2"],
          # PIM / DualFlat perturb the weights themselves (DualFlat's SAM direction): a plain optimizer
-         "pim": ["optim.name=sgd"], "dualflat": ["optim.name=sgd"]}
+         "pim": ["optim.name=sgd"], "dualflat": ["optim.name=sgd"],
+         # L2M: a small teacher ViT (the default is paper 004's 6 blocks x 2048 wide)
+         "l2m": ["method.teacher.depth=1", "method.teacher.latent_dim=48", "method.teacher.mlp_dim=64"]}
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -28,7 +30,7 @@ def test_registered_method_contract(name, tmp_path):
     cfg = load_train_config(None, [f"method.name={name}", *TINY, *EXTRA.get(name, [])])
     method = build_method(cfg)
     assert method.data_recipe.kind in ("pairs", "real_fake")
-    assert isinstance(method.detector(method.build()), Detector)
+    assert isinstance(method.detector(method.build()), Arch)  # a registered network (timm_classifier, sola, ...)
 
     torch.manual_seed(0)
     result = train(cfg, tmp_path / "run", data=toy_train_data(n=12))

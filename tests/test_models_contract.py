@@ -21,6 +21,8 @@ from unmask.models.checkpoint import CHECKPOINT_FORMAT
 SMALL: dict[str, dict] = {
     "timm_classifier": {"backbone": "resnet18", "input_size": 64},
     "f3net": {"input_size": 64},
+    "sola": {"backbone": "resnet18", "input_size": 64},
+    "l2m_student": {"backbone": "resnet18", "input_size": 64, "mlp_hidden": 32},
 }
 
 ARCH_NAMES = sorted(ARCHS)

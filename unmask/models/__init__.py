@@ -7,6 +7,8 @@ from unmask.models.backbones import PAPER_BACKBONES, PAPER_NAMES, PRETRAINED_SOU
 from unmask.models.checkpoint import load_checkpoint, load_detector, resolve_checkpoint, save_checkpoint
 from unmask.models.detector import Detector, build_detector, detector_from_meta
 from unmask.models import f3net as _f3net  # noqa: F401,E402 (registers the "f3net" arch)
+from unmask.models import sola as _sola  # noqa: F401,E402 (registers the "sola" arch)
+from unmask.models import l2m as _l2m  # noqa: F401,E402 (registers the "l2m_student" arch)
 
 __all__ = [
     "ARCHS",
