@@ -1,7 +1,7 @@
 """Pseudo-fake synthesis: pure, seeded functions over a real face crop and its 81 landmarks.
 
 ``build_synthesizer(recipe)`` -> ``Synthesizer``; ``synth(image, landmarks81, rng) -> SynthResult(fake, mask,
-record)``. Recipes (``SYNTHESIZERS``): sbi, bbmg (+ its Fig. 7 forms), xray_bi. ``PairDataset`` /
+record, real)``. Recipes (``SYNTHESIZERS``): sbi (as released), sbi_lal, bbmg (+ its Fig. 7 forms), xray_bi. ``PairDataset`` /
 ``pair_collate`` make training pairs (imported lazily: they need torch). See docs/synthesis.md.
 """
 
