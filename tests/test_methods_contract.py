@@ -1,4 +1,4 @@
-"""One contract test over every registered training method (timm-style): a method must build a Detector,
+"""One contract test over every registered training method (timm-style): a method must build a registered arch,
 declare its data recipe, train a few real steps through the trainer, checkpoint, and reload for inference."""
 
 from __future__ import annotations

@@ -45,10 +45,14 @@ class DataRecipe:
 
     ``pairs``: each real face and a pseudo-fake made from it by ``synthesizer`` (batch = B reals then B fakes).
     ``real_fake``: real and fake faces of the store (supervised training on a benchmark's manipulations).
+    ``masks``: ``real_fake`` items also carry the manipulation mask cropped like the face (``mask`` ``(1, S, S)``
+    in [0, 1], zeros for reals; ``mask_valid`` 0 for a fake whose benchmark shipped no mask), e.g. for SOLA's
+    mask-supervised losses.
     """
 
     kind: Literal["pairs", "real_fake"]
     synthesizer: str | None = None
+    masks: bool = False
 
 
 class Method:

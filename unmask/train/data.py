@@ -41,16 +41,20 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
 class FaceDataset(Dataset):
     """Store faces -> margin crop resized to ``image_size``; random margin + flip when ``augment``.
 
-    Items: ``{"image": (3, S, S) float [0, 1], "label": long, "index": long}``.
+    Items: ``{"image": (3, S, S) float [0, 1], "label": long, "index": long}``; with ``masks`` also ``"mask"``
+    ``(1, S, S)`` float in [0, 1] (the stored manipulation mask, cut by the same window, resized by area
+    averaging and flipped with the face; zeros for a real face) and ``"mask_valid"`` (0 for a fake without a
+    stored mask, whose zeros would be a wrong target).
     """
 
     def __init__(self, faces: Sequence[FaceRecord], image_size: int, margin: float | tuple[float, float],
-                 seed: int = 0, augment: bool = False) -> None:
+                 seed: int = 0, augment: bool = False, masks: bool = False) -> None:
         self.faces = list(faces)
         self.image_size = int(image_size)
         self.margin = margin
         self.seed = int(seed)
         self.augment = augment
+        self.masks = bool(masks)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -66,12 +70,36 @@ class FaceDataset(Dataset):
         margin = self.margin if self.augment else (
             self.margin if isinstance(self.margin, float) else float(np.mean(self.margin))
         )
-        crop = margin_crop(img, rec.box, None, margin, rng=rng).image
-        crop = resize_face(crop, self.image_size)
-        if self.augment and rng.random() < 0.5:
+        cut = margin_crop(img, rec.box, None, margin, rng=rng)
+        crop = resize_face(cut.image, self.image_size)
+        flip = self.augment and rng.random() < 0.5
+        if flip:
             crop = crop[:, ::-1]
-        return {"image": to_tensor(crop), "label": torch.tensor(rec.label, dtype=torch.long),
+        item = {"image": to_tensor(crop), "label": torch.tensor(rec.label, dtype=torch.long),
                 "index": torch.tensor(index, dtype=torch.long)}
+        if self.masks:
+            item.update(self._mask(rec, img.shape[:2], cut.window, flip))
+        return item
+
+    def _mask(self, rec: FaceRecord, shape: tuple[int, int], window: tuple[int, int, int, int],
+              flip: bool) -> dict[str, torch.Tensor]:
+        import cv2
+
+        from unmask.data.store import load_mask
+
+        s = self.image_size
+        if rec.mask_path is None:
+            return {"mask": torch.zeros(1, s, s), "mask_valid": torch.tensor(float(rec.label == REAL))}
+        m = load_mask(rec.mask_path)
+        if m.shape != tuple(shape):
+            raise UnmaskError(f"stored mask {rec.mask_path} is {m.shape[1]}x{m.shape[0]}, its crop "
+                              f"{shape[1]}x{shape[0]}")
+        x0, y0, x1, y1 = window
+        m = (m[y0:y1, x0:x1] > 127).astype(np.float32)  # binary forgery mask (compressed mask videos are noisy)
+        m = cv2.resize(m, (s, s), interpolation=cv2.INTER_AREA)
+        if flip:
+            m = m[:, ::-1]
+        return {"mask": torch.from_numpy(np.ascontiguousarray(m))[None], "mask_valid": torch.tensor(1.0)}
 
 
 class PseudoFakeValSet(Dataset):
@@ -163,7 +191,8 @@ def build_train_data(cfg, recipe) -> TrainData:
         faces = pick_evenly(faces, d.max_faces)
         if not faces:
             raise UnmaskError(f"no faces in split {d.train_split!r} of {d.store}")
-        train = FaceDataset(faces, size, tuple(d.margin), seed=cfg.seed, augment=d.augment)
+        train = FaceDataset(faces, size, tuple(d.margin), seed=cfg.seed, augment=d.augment,
+                            masks=getattr(recipe, "masks", False))
         collate, per_sample = default_collate, 1
     val, val_faces = None, []
     if d.val_split:
