@@ -33,8 +33,8 @@ anomaly maps are (second order), and classifies from the four second-order maps.
   second-order maps stacked -> 3x3 conv (64) + ReLU -> global average pool -> FC (2 logits). Anomaly maps are
   ``sigmoid`` of the predictors' outputs (eq. 10's BCE and eq. 12's L1 both need maps in [0, 1]); the second-order
   predictors take the first-order maps. **Borders**: the paper leaves cells without an upper / left neighbour open;
-  here the map is replicate-padded before each predictor (a border cell is compared with itself, i.e. "no
-  anomaly"), so every map is G x G and the four stack exactly; eq. 9's targets use the same rule
+  here the map is replicate-padded before each predictor (a missing neighbour is the border cell: the first
+  column / row is compared with itself, i.e. "no anomaly"), so every map is G x G and the four stack exactly; eq. 9's targets use the same rule
   (:func:`anomaly_targets`), so the border targets are 0 as well.
 * **Contract**: ``features`` = the pooled classifier conv (64-d); ``feature_maps`` = the fused maps after blocks 1-3
   (block 3 after the patch pooling); ``cam_layer`` = the local feature map fed to the head; ``shallow_stage`` = the
@@ -168,8 +168,8 @@ class LEM(nn.Module):
 
 
 def neighbour_pad(t: torch.Tensor, direction: str) -> torch.Tensor:
-    """Replicate-pad on the left (``v*``) or top (``h*``) by the neighbour distance, so a border cell's missing
-    neighbour is itself (module docstring, "Borders")."""
+    """Replicate-pad on the left (``v*``) or top (``h*``) by the neighbour distance: a missing neighbour is the
+    border cell (module docstring, "Borders")."""
     d = int(direction[1])
     pad = (d, 0, 0, 0) if direction[0] == "v" else (0, 0, d, 0)
     return F.pad(t, pad, mode="replicate")

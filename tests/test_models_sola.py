@@ -1,0 +1,109 @@
+"""The ``sola`` arch (paper 002): ASRM's initial kernels, eq. 9 targets, LEM locality, head shapes per patch size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unmask.errors import UnmaskError
+from unmask.models import build_arch
+from unmask.models.sola import ASRM, DIRECTIONS, LEM, anomaly_targets
+
+from _train_fixtures import one_torch_thread  # noqa: F401 (autouse: one thread for these small models)
+
+
+def test_initial_asrm_filters_are_the_quantized_srm_kernels():
+    """Sec. 3.1: KV / 12, the 3x3 second-order residual / 4, the 1-D residual / 2, each repeated for R, G, B."""
+    kv = torch.tensor([[-1, 2, -2, 2, -1], [2, -6, 8, -6, 2], [-2, 8, -12, 8, -2], [2, -6, 8, -6, 2],
+                       [-1, 2, -2, 2, -1]]) / 12
+    sq = torch.zeros(5, 5)
+    sq[1:4, 1:4] = torch.tensor([[-1, 2, -1], [2, -4, 2], [-1, 2, -1]]) / 4
+    edge = torch.zeros(5, 5)
+    edge[2, 1:4] = torch.tensor([1, -2, 1]) / 2
+    w = ASRM("asrm").weight.detach()
+    assert w.shape == (3, 3, 5, 5)
+    for k, kernel in enumerate((kv, sq, edge)):
+        for c in range(3):
+            assert torch.allclose(w[k, c], kernel, atol=1e-7)
+            assert w[k, c, 2, 2] == -1 and abs(float(w[k, c].sum() - w[k, c, 2, 2]) - 1.0) < 1e-6
+
+
+def test_asrm_constraint_projection():
+    """Eq. 4 on arbitrary weights: centre -1, the rest rescaled to sum 1; SRM / LSRM are left alone."""
+    m = ASRM("asrm")
+    with torch.no_grad():
+        m.weight.add_(torch.randn_like(m.weight) * 0.05)
+    m.constrain_()
+    w = m.weight.detach()
+    assert torch.all(w[:, :, 2, 2] == -1)
+    assert torch.allclose(w.sum(dim=(2, 3)) + 1, torch.ones(3, 3), atol=1e-5)
+    lsrm = ASRM("lsrm")
+    with torch.no_grad():
+        lsrm.weight.mul_(2)
+    before = lsrm.weight.detach().clone()
+    lsrm.constrain_()
+    assert torch.equal(lsrm.weight, before) and not ASRM("srm").weight.requires_grad
+
+
+def test_eq9_targets_on_a_hand_made_mask():
+    """A 64 px mask, 16 px patches (4x4 grid): cells (1..2, 1) fully forged, (1..2, 2) half forged."""
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:48, 16:32] = 1.0  # column 1 of rows 1-2: score 1
+    mask[..., 16:48, 32:40] = 1.0  # column 2 of rows 1-2: score 0.5
+    t = anomaly_targets(mask, 4)
+    z = [0, 0, 0, 0]
+    # v1: cell vs its left neighbour (the first column has none: compared with itself -> 0)
+    assert t["v1"][0][0, 0].tolist() == [z, [0, 1, 1, 1], [0, 1, 1, 1], z]
+    assert t["v1"][1][0, 0].tolist() == [z, [0, 1, 0, 0], [0, 1, 0, 0], z]  # 9b along the same direction
+    # v2: vs the cell two to the left (missing ones: the border cell); scores 0, 1, 0.5, 0
+    assert t["v2"][0][0, 0].tolist() == [z, [0, 1, 1, 1], [0, 1, 1, 1], z]
+    # h1: vs the upper neighbour; column 1: scores 0, 1, 1, 0 down the rows
+    assert t["h1"][0][0, 0].tolist() == [z, [0, 1, 1, 0], [0, 0, 0, 0], [0, 1, 1, 0]]
+    assert t["h1"][1][0, 0].tolist() == [z, [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0]]
+    assert t["h2"][0][0, 0].tolist() == [z, [0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 1, 0]]
+    # a real face (all-zero mask) has all-zero targets
+    assert all(float(a.sum()) == 0 and float(b.sum()) == 0 for a, b in anomaly_targets(torch.zeros(2, 1, 64, 64), 4).values())
+
+
+def test_lem_attends_inside_its_cells_only():
+    torch.manual_seed(0)
+    lem = LEM(8, grid=2).eval()
+    x = torch.randn(1, 8, 8, 8)
+    assert torch.equal(lem(x), x)  # lambda starts at 0: the plain backbone
+    with torch.no_grad():
+        lem.scale.fill_(1.0)
+        y = lem(x)
+        x2 = x.clone()
+        x2[..., :4, :4] += 1.0  # change the top-left cell only
+        y2 = lem(x2)
+    changed = (y2 - y).abs().sum(dim=1)[0] > 1e-5
+    assert changed[:4, :4].all() and not changed[4:, :].any() and not changed[:, 4:].any()
+
+
+@pytest.mark.parametrize("patch", [8, 16, 32])
+def test_head_output_shapes_per_patch_size(patch):
+    """Table 7's variants at 64 px: 8x8 / 4x4 / 2x2 local maps; 64 first-order and 1 second-order map per direction."""
+    torch.manual_seed(0)
+    model = build_arch("sola", pretrained=None, input_size=64, patch_size=patch).eval()
+    g = 64 // patch
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 64, 64), return_all=True)
+    assert out["logits"].shape == (2, 2) and out["pooled"].shape == (2, 64)
+    assert out["anomaly"].shape == (2, 4, g, g) and bool(((out["anomaly"] >= 0) & (out["anomaly"] <= 1)).all())
+    for d in DIRECTIONS:
+        assert out["first"][d].shape == (2, 64, g, g) and out["second"][d].shape == (2, 1, g, g)
+    assert model.feature_maps(torch.rand(1, 3, 64, 64))[-1].shape[-1] == g
+    assert model.meta()["options"]["patch_size"] == patch
+
+
+def test_variants_and_bad_options():
+    plain = build_arch("sola", pretrained=None, input_size=64, noise="none", lem=False)
+    assert plain.asrm is None and plain.lem is None and plain.dcam is None
+    with pytest.raises(UnmaskError, match="patch_size"):
+        build_arch("sola", pretrained=None, input_size=64, patch_size=12)
+    with pytest.raises(UnmaskError, match="multiple of 32"):
+        build_arch("sola", pretrained=None, input_size=80)
+    with pytest.raises(UnmaskError, match="unknown sola option"):
+        build_arch("sola", pretrained=None, input_size=64, patchsize=16)
+    with pytest.raises(UnmaskError, match="ResNet"):
+        build_arch("sola", backbone="efficientnet_b0", pretrained=None, input_size=64)
