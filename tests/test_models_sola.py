@@ -107,3 +107,17 @@ def test_variants_and_bad_options():
         build_arch("sola", pretrained=None, input_size=64, patchsize=16)
     with pytest.raises(UnmaskError, match="ResNet"):
         build_arch("sola", backbone="efficientnet_b0", pretrained=None, input_size=64)
+
+
+def test_anomaly_heatmaps_are_the_second_order_maps_upsampled():
+    """What ``unmask detect --heatmaps`` draws for SOLA: per face the max over the 4 maps, input-sized, unscaled."""
+    from unmask.explain.anomaly import anomaly_heatmaps, has_anomaly_maps
+
+    torch.manual_seed(0)
+    model = build_arch("sola", pretrained=None, input_size=64, noise="none").eval()
+    x = torch.rand(2, 3, 64, 64)
+    heat = anomaly_heatmaps(model, x)
+    assert has_anomaly_maps(model) and heat.shape == (2, 64, 64)
+    maps = model.anomaly_maps(x).amax(dim=1)  # (2, 4, 4)
+    assert abs(float(heat.max()) - float(maps.max())) < 0.05 and abs(float(heat.min()) - float(maps.min())) < 0.05
+    assert not has_anomaly_maps(build_arch("timm_classifier", backbone="resnet18", pretrained=None, input_size=64))

@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed of --untrained's random weights (default 0: the same model, the same scores, every run)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table", help="output format (default: table)")
     p.add_argument("--output", "-o", help="write the output to this file (atomically) instead of stdout")
-    p.add_argument("--heatmaps", metavar="DIR", help="save a Grad-CAM overlay PNG per scored frame into DIR")
+    p.add_argument("--heatmaps", metavar="DIR", help="save a Grad-CAM overlay PNG per scored frame into DIR (SOLA checkpoints: also <name>_anomaly.png, its anomaly maps)")
     p.add_argument("--heatmap-frames", type=int, default=0, metavar="K",
                    help="heat maps for at most K evenly spaced scored frames per video (0 = all; default 0)")
     p.add_argument("--frames", type=int, default=32, help="frames sampled per video, evenly spaced (default 32)")
@@ -75,7 +75,8 @@ def _heatmap_name(path: Path, frame_index: int, kind: str) -> str:
 
 
 def write_heatmaps(result, detector, out_dir: Path, max_frames: int = 0, batch_size: int = 16) -> list[str]:
-    """Grad-CAM overlays of every counted-or-not face of the scored frames, pasted back; one PNG per frame."""
+    """Grad-CAM overlays of every counted-or-not face of the scored frames, pasted back; one PNG per frame (and,
+    for archs with ``anomaly_maps`` such as SOLA, a second PNG ``<name>_anomaly.png`` of those maps)."""
     from unmask.evaluate.aggregate import evenly_spaced
     from unmask.evaluate.scoring import to_batch
     from unmask.explain.gradcam import frame_heatmap, gradcam_maps
@@ -85,20 +86,30 @@ def write_heatmaps(result, detector, out_dir: Path, max_frames: int = 0, batch_s
     keep = set(evenly_spaced([fr.index for fr in frames], max_frames))
     frames = [fr for fr in frames if fr.index in keep]
     keys = [(fr.index, f.face_index) for fr in frames for f in fr.faces]
-    cams = {}
+    from unmask.explain.anomaly import anomaly_heatmaps, has_anomaly_maps
+
+    cams, anomalies = {}, {}
     device = next(detector.parameters()).device
     for i in range(0, len(keys), batch_size):
         chunk = keys[i:i + batch_size]
-        maps, _ = gradcam_maps(detector, to_batch([result.crops[k] for k in chunk], detector.input_size).to(device))
+        batch = to_batch([result.crops[k] for k in chunk], detector.input_size).to(device)
+        maps, _ = gradcam_maps(detector, batch)
         cams.update(zip(chunk, maps))
+        if has_anomaly_maps(detector):  # SOLA: its second-order anomaly maps too, as <name>_anomaly.png
+            anomalies.update(zip(chunk, anomaly_heatmaps(detector, batch)))
     written = []
     for fr in frames:
-        faces = [{"crop": result.crops[(fr.index, f.face_index)], "window": f.window, "cam": cams[(fr.index, f.face_index)],
-                  "box": f.box, "score": f.score, "counted": f.counted} for f in fr.faces]
-        img = frame_heatmap(result.frame_images[fr.index], faces)
-        path = out_dir / _heatmap_name(Path(result.path), fr.index, result.kind)
-        atomic_save_png(path, img, compression=3)
-        written.append(str(path))
+        for kind, source in (("", cams), ("_anomaly", anomalies)):
+            if not source:
+                continue
+            faces = [{"crop": result.crops[(fr.index, f.face_index)], "window": f.window,
+                      "cam": source[(fr.index, f.face_index)], "box": f.box, "score": f.score, "counted": f.counted}
+                     for f in fr.faces]
+            img = frame_heatmap(result.frame_images[fr.index], faces)
+            name = _heatmap_name(Path(result.path), fr.index, result.kind)
+            path = out_dir / (name[:-len(".png")] + kind + ".png")
+            atomic_save_png(path, img, compression=3)
+            written.append(str(path))
     return written
 
 
