@@ -6,7 +6,8 @@ counts FLOPs of one forward with torch's own ``torch.utils.flop_counter.FlopCoun
 fvcore / thop's MACs x 2), and times inference (eval, no grad, batch ``--batch``) on this machine's CPU.
 Rows and sizes are the papers': EfficientNet-B4 @380 (000, 003), Xception @299 (001, 003, 004), VGG-16 and
 ResNet-50 @256/224 (001, 003), ResNet-18 and SOLA @256 (002), ConvNeXt-B @224 (003), ViT-B/16 @224 (Grad-CAM via token
-reshape), F3-Net @299 (001), and the offline CPU default EfficientNet-Lite0 @128.
+reshape), F3-Net @299 (001), paper 004's student (``l2m_student``: Xception + MLP head) @224, and the offline
+CPU default EfficientNet-Lite0 @128.
 
     .venv/bin/python benchmarks/arch_table.py [--batch 4] [--repeats 3] [--threads 2] [--only f3net,resnet18]
 """
@@ -28,6 +29,7 @@ ROWS: list[tuple[str, str, dict, int]] = [
     ("convnext_base (003)", "timm_classifier", {"backbone": "convnext_base"}, 224),
     ("vit_base_patch16_224", "timm_classifier", {"backbone": "vit_base_patch16_224"}, 224),
     ("f3net (001)", "f3net", {}, 299),
+    ("l2m_student xception (004)", "l2m_student", {"backbone": "xception"}, 224),
     ("tf_efficientnet_lite0 (CPU default)", "timm_classifier", {"backbone": "tf_efficientnet_lite0"}, 128),
 ]
 
