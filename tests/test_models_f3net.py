@@ -169,3 +169,17 @@ def test_imagenet_weights_from_a_local_file_load_into_both_streams(tmp_path):
     w = src["conv1.weight"]  # (32, 3, 3, 3) -> 9 channels: RGB repeated, scaled by 3/9 (timm's adapt_input_conv)
     assert torch.allclose(net.fad_net.conv1.weight, w.repeat(1, 3, 1, 1) * (3 / 9))
     assert net.lfs_net.conv1.weight.shape == (32, 6, 3, 3) and net.meta()["pretrained"] == str(path)
+
+
+def test_random_init_is_not_collapsed_in_eval_mode(astronaut_face_256):
+    """Eval-mode activations at random init are of the order of the batch-normalized ones, so a short run does
+    not score every face the same (timm's fan-out init made the last stage ~1e-5 of its training-mode size)."""
+    torch.manual_seed(0)
+    net = build_arch("f3net", pretrained=None, input_size=SIZE)
+    face = _face(astronaut_face_256[0])
+    x = torch.cat([face, face.flip(-1), face.roll(7, dims=-1), 1 - face])
+    with torch.no_grad():
+        eval_maps = net.eval().feature_maps(x)
+        train_maps = net.train().feature_maps(x)  # batch statistics
+    ratio = float(eval_maps[-1].std() / train_maps[-1].std())
+    assert 0.1 < ratio < 10, ratio

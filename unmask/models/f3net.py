@@ -60,6 +60,8 @@ What the description leaves open, and what this module does (each a choice, not 
 * **Weights.** ``pretrained``: ``None`` (random init; no offline Xception weights exist), ``"timm"`` or a local
   weights file: ImageNet Xception weights loaded into both streams, the first convolution adapted to 9/12 and
   6 input channels by timm's ``adapt_input_conv`` (the LFS stream's stride-1 first conv keeps the 3 x 3 kernel).
+  Random init re-draws the depthwise convolutions with fan-in scaling (see ``_variance_preserving_depthwise``):
+  with timm's fan-out init a briefly trained F3-Net scores every face the same in eval mode.
 """
 
 from __future__ import annotations
@@ -197,11 +199,26 @@ def _xception(in_chans: int, imagenet: dict[str, torch.Tensor] | None) -> nn.Mod
     from timm.models import adapt_input_conv
 
     net = timm.create_model("legacy_xception", pretrained=False, num_classes=0, in_chans=in_chans)
-    if imagenet is not None:
+    if imagenet is None:
+        _variance_preserving_depthwise(net)
+    else:
         sd = {k: v for k, v in imagenet.items() if not k.startswith("fc.")}
         sd["conv1.weight"] = adapt_input_conv(in_chans, sd["conv1.weight"])
         net.load_state_dict(sd, strict=True)
     return net
+
+
+def _variance_preserving_depthwise(net: nn.Module) -> None:
+    """Random init: re-draw the depthwise convolutions with fan-in scaling (std 1/3 for 3 x 3).
+
+    timm's Xception init is Kaiming fan-out for every conv, and torch's fan-out of a depthwise conv counts all
+    its output channels (728 x 9), so each separable conv shrinks its input's variance ~300x. Batch norm hides
+    that in training, but in eval mode the running variances start at 1 and follow the true (tiny) ones only
+    after hundreds of steps: a short run then scores every face the same (a validation loss of exactly ln 2).
+    """
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels:
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="linear")
 
 
 def _imagenet_xception(pretrained: str | None) -> dict[str, torch.Tensor] | None:
