@@ -107,7 +107,7 @@ def test_stored_masks_reach_the_batch_aligned_with_the_face(tmp_path, astronaut_
     m[90:150, 190:260] = 255
     write(tmp_path / "face.mp4", [astronaut_rgb] * 4)
     write(tmp_path / "mask.mp4", [m] * 4)
-    row = ManifestRow(dataset="generic", video_id="face", label=FAKE, method="Synthetic",
+    row = ManifestRow(dataset="generic", video_id="face", label=FAKE, method="Synthetic", split="train",
                       source=str(tmp_path / "face.mp4"), mask_source=str(tmp_path / "mask.mp4"))
     run_prepare([row], tmp_path / "store", PrepareOptions(frames=2, workers=1), progress=False)
     faces = PreparedStore(tmp_path / "store").faces(largest_only=True)
@@ -133,3 +133,21 @@ def test_stored_masks_reach_the_batch_aligned_with_the_face(tmp_path, astronaut_
     assert float(real["mask"].sum()) == 0 and float(real["mask_valid"]) == 1.0
     nomask = FaceDataset([replace(rec, mask_path=None)], 64, 0.125, masks=True)[0]
     assert float(nomask["mask_valid"]) == 0.0
+
+    # the trainer's data for supervision=mask, and one mask-supervised step of the method on it
+    from torch.utils.data import DataLoader
+
+    from unmask.methods import build_method
+    from unmask.train.data import build_train_data
+
+    cfg = load_train_config(None, [*TINY, "method.supervision=mask", f"data.store={tmp_path / 'store'}",
+                                   "data.val_split=null", "data.augment=false"])
+    method = build_method(cfg)
+    data = build_train_data(cfg, method.data_recipe)
+    batch = next(iter(DataLoader(data.train, batch_size=2, collate_fn=data.collate)))
+    assert batch["mask"].shape == (2, 1, 32, 32) and float(batch["mask"].sum()) > 0
+    torch.manual_seed(0)
+    model = method.build()
+    method.attach(model, device=torch.device("cpu"))
+    loss, metrics = method.loss(batch, True)
+    assert torch.isfinite(loss) and metrics["loss_anomaly"] > 0 and metrics["no_mask"] == 0
