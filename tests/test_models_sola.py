@@ -84,7 +84,7 @@ def test_lem_attends_inside_its_cells_only():
 def test_head_output_shapes_per_patch_size(patch):
     """Table 7's variants at 64 px: 8x8 / 4x4 / 2x2 local maps; 64 first-order and 1 second-order map per direction."""
     torch.manual_seed(0)
-    model = build_arch("sola", pretrained=None, input_size=64, patch_size=patch).eval()
+    model = build_arch("sola", pretrained=None, input_size=64, patch_size=patch, noise="none").eval()  # noise: below
     g = 64 // patch
     with torch.no_grad():
         out = model(torch.rand(2, 3, 64, 64), return_all=True)
