@@ -187,3 +187,16 @@ def test_l2m_trains_and_best_holds_only_the_student(tmp_path):
     with torch.no_grad():
         p = detector.eval().predict_proba(torch.rand(2, 3, 64, 64))
     assert p.shape == (2,) and bool(((p >= 0) & (p <= 1)).all())
+    # ONNX export of the checkpoint: the student's weights only (BatchNorm may fold into the convolutions:
+    # between the student's parameters and its parameters + buffers)
+    import onnx
+
+    from unmask.export import check_agreement, export_onnx
+
+    path = export_onnx(detector, tmp_path / "l2m.onnx", meta=meta)
+    n_onnx = sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer)
+    n_student_all = n_student + sum(b.numel() for b in module.student.buffers())
+    n_teacher = sum(p.numel() for p in module.teacher.parameters())
+    assert n_teacher > n_student_all - n_student  # one teacher tensor set would break the upper bound below
+    assert 0.99 * n_student <= n_onnx <= n_student_all
+    assert check_agreement(detector, path)["max_abs_diff_prob"] < 1e-4
