@@ -64,3 +64,18 @@ def test_num_frames_subsamples_evenly():
     units = aggregate(faces, [ItemInfo("v", 1)], AggregationConfig(num_frames=4))
     assert units[0].n_frames == 4
     assert units[0].score == pytest.approx((0 + 3 + 6 + 9) / 4)
+
+
+def test_weak_detections_count_only_without_a_sure_face():
+    """HOG's false positive (detector score 0.06, larger than the real face) beside a real face (1.1) must not
+    decide the frame; a frame whose only detections are weak still gets a score from them."""
+    from unmask.evaluate.aggregate import counted_faces
+
+    scores, sizes = [0.06, 0.51], [88.0, 105.0]
+    assert frame_score(scores, sizes, confidences=[1.1, 0.06]) == pytest.approx(0.06)
+    assert counted_faces(sizes, 0.5, [1.1, 0.06]).tolist() == [True, False]
+    assert frame_score(scores, sizes) == pytest.approx(0.51)  # without confidences: the size rule alone
+    assert frame_score([0.3, 0.7], [50.0, 60.0], confidences=[0.05, 0.02]) == pytest.approx(0.7)  # all weak
+    # the half-size rule is relative to the largest sure face, not to a larger weak one
+    assert counted_faces([40.0, 60.0, 200.0], 0.5, [1.0, 0.9, 0.01]).tolist() == [True, True, False]
+    assert counted_faces([40.0, 60.0], 0.5, [None, 0.01]).tolist() == [True, False]  # unknown = sure

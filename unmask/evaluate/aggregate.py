@@ -8,7 +8,9 @@ intervals, frame scores averaged). They are explicit config fields, so a table s
 
 - frame score = max over the faces whose size is at least ``min_face_fraction`` (0.5) of the largest face
   in that frame (size = geometric mean of the box sides, ``FaceRecord.box_size``); tiny background faces
-  do not get to decide a frame;
+  do not get to decide a frame. Weak detections (detector score below ``unmask.data.faces.WEAK_SCORE``, HOG's
+  rare false positives on clothing or background) count only in a frame with no surer face: a stored or
+  detected false positive beside a real face must not decide the frame (it did, on the demo's pseudo-fake);
 - video score = mean over the frames that have a face, at most ``num_frames`` (32) evenly spaced ones;
 - a video with no face anywhere scores ``no_face_score`` (0.5) and is counted (``no_face``) in every report.
 
@@ -43,6 +45,7 @@ class FaceScore:
     face_index: int
     size: float  # face size in frame pixels (geometric mean of the box sides)
     score: float
+    detector_score: float | None = None  # the face detector's confidence (None: unknown, counts as sure)
 
 
 @dataclass
@@ -72,24 +75,34 @@ class UnitScore:
     no_face: bool
 
 
-def frame_score(scores: Sequence[float], sizes: Sequence[float], min_face_fraction: float = 0.5) -> float | None:
-    """Max score over the faces at least ``min_face_fraction`` the size of the largest; None if no face."""
+def frame_score(scores: Sequence[float], sizes: Sequence[float], min_face_fraction: float = 0.5,
+                confidences: Sequence[float | None] | None = None) -> float | None:
+    """Max score over the counted faces (:func:`counted_faces`); None if no face."""
     s = np.asarray(scores, dtype=np.float64)
-    z = np.asarray(sizes, dtype=np.float64)
     if s.size == 0:
         return None
-    if s.shape != z.shape:
+    if s.shape != np.asarray(sizes).shape:
         raise ValueError("scores and sizes differ in length")
-    keep = z >= min_face_fraction * z.max()
-    return float(s[keep].max())
+    return float(s[counted_faces(sizes, min_face_fraction, confidences)].max())
 
 
-def counted_faces(sizes: Sequence[float], min_face_fraction: float = 0.5) -> np.ndarray:
-    """Boolean mask of the faces the frame score considers (the half-size rule)."""
+def counted_faces(sizes: Sequence[float], min_face_fraction: float = 0.5,
+                  confidences: Sequence[float | None] | None = None) -> np.ndarray:
+    """Boolean mask of the faces the frame score considers: the sure faces when the frame has one (weak
+    detections only when nothing surer was found), then the half-size rule among them."""
+    from unmask.data.faces import WEAK_SCORE
+
     z = np.asarray(sizes, dtype=np.float64)
     if z.size == 0:
         return np.zeros(0, dtype=bool)
-    return z >= min_face_fraction * z.max()
+    eligible = np.ones(z.shape, dtype=bool)
+    if confidences is not None:
+        sure = np.array([c is None or float(c) >= WEAK_SCORE for c in confidences], dtype=bool)
+        if sure.shape != z.shape:
+            raise ValueError("confidences and sizes differ in length")
+        if sure.any():
+            eligible = sure
+    return eligible & (z >= min_face_fraction * z[eligible].max())
 
 
 def video_score(frame_scores: Sequence[float | None], no_face_score: float = 0.5) -> tuple[float, int]:
@@ -132,8 +145,9 @@ def aggregate(faces: Iterable[FaceScore], items: Iterable[ItemInfo], cfg: Aggreg
         for idx in chosen:
             fs = frames[idx]
             sizes = [f.size for f in fs]
-            keep = counted_faces(sizes, cfg.min_face_fraction)
-            sc = frame_score([f.score for f in fs], sizes, cfg.min_face_fraction)
+            conf = [f.detector_score for f in fs]
+            keep = counted_faces(sizes, cfg.min_face_fraction, conf)
+            sc = frame_score([f.score for f in fs], sizes, cfg.min_face_fraction, conf)
             per_frame.append((idx, sc, int(keep.sum())))
         if cfg.level == "frame":
             for idx, sc, nf in per_frame:

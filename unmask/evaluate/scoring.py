@@ -218,7 +218,7 @@ class MediaScorer:
             t["faces"] += time.perf_counter() - tf
             tc = time.perf_counter()
             fr = FrameResult(index=int(index))
-            keep = counted_faces([box_size(f.box) for f in faces], self.min_face_fraction)
+            keep = counted_faces([box_size(f.box) for f in faces], self.min_face_fraction, [f.score for f in faces])
             for j, face in enumerate(faces):
                 mc = margin_crop(rgb, face.box, None, self.margin)
                 fres = FaceResult(face_index=j, box=[float(v) for v in face.box], detector_score=float(face.score),
@@ -243,7 +243,7 @@ class MediaScorer:
             f.score = float(p)
         for fr in res.frames:
             if fr.faces:
-                fr.score = frame_score([f.score for f in fr.faces], [f.size for f in fr.faces], self.min_face_fraction)
+                fr.score = max(float(f.score) for f in fr.faces if f.counted)
         score, n = video_score([fr.score for fr in res.frames], no_face_score=0.5)
         if n == 0:
             res.status = "no_face"
@@ -256,7 +256,8 @@ class MediaScorer:
 
 def media_face_scores(result: MediaResult, item: str) -> list[FaceScore]:
     """A MediaResult's faces as FaceScores (for evaluation's aggregation)."""
-    return [FaceScore(item=item, frame_index=fr.index, face_index=f.face_index, size=f.size, score=float(f.score))
+    return [FaceScore(item=item, frame_index=fr.index, face_index=f.face_index, size=f.size, score=float(f.score),
+                      detector_score=f.detector_score)
             for fr in result.frames for f in fr.faces if f.score is not None]
 
 
@@ -394,7 +395,7 @@ def score_records(detector, records: Sequence, *, margin: float = TEST_MARGIN, b
             probs = predict(detector, crops, batch_size, device)
             for r, p in zip(chunk, probs):
                 out.append(FaceScore(item=r.item_key, frame_index=int(r.frame_index), face_index=int(r.face_index),
-                                     size=box_size(r.frame_box), score=float(p)))
+                                     size=box_size(r.frame_box), score=float(p), detector_score=float(r.score)))
             if bar is not None:
                 bar.update(len(chunk))
     finally:

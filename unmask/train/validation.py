@@ -56,15 +56,15 @@ def predict_faces(detector: Detector, dataset, device: torch.device, batch_size:
 
 def video_metrics(faces: list[FaceRecord], scores: np.ndarray) -> dict[str, float | int | None]:
     """Frame = max over faces >= half the largest; video = mean over frames; AUCs at both levels."""
-    frames: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+    frames: dict[tuple[str, int], list[tuple[float, float, float]]] = defaultdict(list)
     labels: dict[str, int] = {}
     for rec, s in zip(faces, scores):
-        frames[(rec.item_key, rec.frame_index)].append((float(s), rec.box_size))
+        frames[(rec.item_key, rec.frame_index)].append((float(s), rec.box_size, float(rec.score)))
         labels[rec.item_key] = rec.label
     frame_scores: dict[str, list[float]] = defaultdict(list)
     frame_labels, frame_values = [], []
     for (item, _), pairs in sorted(frames.items()):
-        fs = frame_score([p[0] for p in pairs], [p[1] for p in pairs])
+        fs = frame_score([p[0] for p in pairs], [p[1] for p in pairs], confidences=[p[2] for p in pairs])
         frame_scores[item].append(fs)
         frame_labels.append(labels[item])
         frame_values.append(fs)
