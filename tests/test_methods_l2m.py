@@ -14,7 +14,7 @@ from unmask.errors import ConfigError
 from unmask.methods import build_method
 from unmask.models import load_detector
 from unmask.models.l2m import (L2MModule, L2MStudent, L2MTeacher, WeightedAttention, attention_mask, deep_mixup,
-                               diversity_loss, num_masked)
+                               diversity_loss, num_masked, resize_attention)
 from unmask.train.config import load_train_config
 from unmask.train.loop import train
 
@@ -200,3 +200,31 @@ def test_l2m_trains_and_best_holds_only_the_student(tmp_path):
     assert n_teacher > n_student_all - n_student  # one teacher tensor set would break the upper bound below
     assert 0.99 * n_student <= n_onnx <= n_student_all
     assert check_agreement(detector, path)["max_abs_diff_prob"] < 1e-4
+
+
+def test_attention_resized_to_a_student_grid_of_another_size():
+    attn = torch.rand(2, 7, 7)
+    assert resize_attention(attn, (7, 7)) is attn
+    small = resize_attention(attn, (4, 4))
+    assert small.shape == (2, 4, 4)
+    assert torch.equal((attention_mask(small, 0.25, "high") == 0).sum(1), torch.full((2,), 4))
+
+
+def test_sam_second_pass_reuses_the_draws_and_the_rng_state_resumes():
+    cfg = load_train_config(None, ["method.name=l2m", *SMALL_TEACHER, "method.mlp_hidden=16", "method.strategy=random",
+                                   "model.backbone=resnet18", "model.pretrained=null", "model.input_size=64"])
+    method = build_method(cfg)
+    torch.manual_seed(0)
+    module = method.build().eval()  # eval: BatchNorm gives the same output for the same input
+    method.attach(module, device=torch.device("cpu"))
+    batch = {"image": torch.rand(4, 3, 64, 64), "label": torch.tensor([0, 1, 0, 1])}
+    saved = method.state_dict()
+    with torch.no_grad():
+        first, m1 = method.loss(batch, True)
+        second, m2 = method.loss(batch, False)  # SAM's re-evaluation: same lam, permutation and random mask
+        third, m3 = method.loss(batch, True)  # a new step: new draws
+    assert torch.equal(first, second) and m1["lam"] == m2["lam"] and m3["lam"] != m1["lam"]
+    method.load_state_dict(saved)  # what a resume restores: the same draws again
+    with torch.no_grad():
+        again, m4 = method.loss(batch, True)
+    assert torch.equal(again, first) and m4["lam"] == m1["lam"]
