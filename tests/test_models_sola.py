@@ -121,3 +121,17 @@ def test_anomaly_heatmaps_are_the_second_order_maps_upsampled():
     maps = model.anomaly_maps(x).amax(dim=1)  # (2, 4, 4)
     assert abs(float(heat.max()) - float(maps.max())) < 0.05 and abs(float(heat.min()) - float(maps.min())) < 0.05
     assert not has_anomaly_maps(build_arch("timm_classifier", backbone="resnet18", pretrained=None, input_size=64))
+
+
+def test_imagenet_weights_from_a_local_file_initialize_both_branches(tmp_path):
+    """``pretrained``: a ResNet-18 weights file (offline stand-in for timm's tv_in1k) goes into both branches."""
+    from unmask.models import build_backbone
+
+    torch.manual_seed(3)
+    ref = build_backbone("resnet18", pretrained=None, num_classes=1000).net
+    torch.save(ref.state_dict(), tmp_path / "resnet18.pth")
+    model = build_arch("sola", pretrained=str(tmp_path / "resnet18.pth"), input_size=64)
+    for branch in (model.rgb, model.noise_net):
+        assert torch.equal(branch.conv1.weight, ref.conv1.weight)
+        assert torch.equal(branch.layer3[1].conv2.weight, ref.layer3[1].conv2.weight)
+    assert model.meta()["pretrained"] == str(tmp_path / "resnet18.pth")
