@@ -135,3 +135,26 @@ def test_imagenet_weights_from_a_local_file_initialize_both_branches(tmp_path):
         assert torch.equal(branch.conv1.weight, ref.conv1.weight)
         assert torch.equal(branch.layer3[1].conv2.weight, ref.layer3[1].conv2.weight)
     assert model.meta()["pretrained"] == str(tmp_path / "resnet18.pth")
+
+
+def test_detect_heatmaps_write_the_anomaly_maps_of_a_sola_checkpoint(tmp_path, astronaut_rgb, capsys):
+    import json
+
+    import numpy as np
+
+    from unmask.cli import main
+    from unmask.data.store import load_rgb
+    from unmask.io import atomic_save_png
+    from unmask.models import save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "run" / "best.pt", build_arch("sola", pretrained=None, input_size=64, noise="none").eval())
+    atomic_save_png(tmp_path / "face.png", astronaut_rgb)
+    rc = main(["detect", str(tmp_path / "face.png"), "--checkpoint", str(tmp_path / "run"), "--format", "json",
+               "--heatmaps", str(tmp_path / "heat")])
+    assert rc == 0
+    written = json.loads(capsys.readouterr().out)["results"][0]["heatmaps"]
+    names = sorted(p.rsplit("/", 1)[-1] for p in written)
+    assert names == ["face_png.png", "face_png_anomaly.png"]
+    anomaly = load_rgb(tmp_path / "heat" / "face_png_anomaly.png")
+    assert anomaly.shape == astronaut_rgb.shape and not np.array_equal(anomaly, astronaut_rgb)  # the face is coloured
