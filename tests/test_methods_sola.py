@@ -151,3 +151,23 @@ def test_stored_masks_reach_the_batch_aligned_with_the_face(tmp_path, astronaut_
     method.attach(model, device=torch.device("cpu"))
     loss, metrics = method.loss(batch, True)
     assert torch.isfinite(loss) and metrics["loss_anomaly"] > 0 and metrics["no_mask"] == 0
+
+
+def test_paper_002_configs_name_their_tables_and_keep_the_sec_4_1_numbers():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs" / "sola").glob("table*.yaml"))
+    assert len(configs) == 27
+    for path in configs:
+        cfg = load_train_config(path)
+        table = path.name.split("_")[0].replace("table", "Table ")
+        assert cfg.paper.startswith(f"002 {table}"), path
+        assert (cfg.model.arch, cfg.method.name, cfg.model.input_size) == ("sola", "sola", 256)
+        assert (cfg.optim.name, cfg.optim.lr, tuple(cfg.optim.betas), cfg.batch_size, cfg.epochs) == \
+            ("adam", 0.001, (0.9, 0.999), 32, 50)
+        assert tuple(cfg.data.margin) == (0.8, 0.8) and cfg.data.val_margin == 0.8  # the 2.6x box
+    sup = load_train_config(Path(configs[0]).parent / "table2_fs_sup.yaml")
+    assert sup.method.supervision == "mask" and sup.data.fake_methods == ["FaceSwap"]
+    p8 = load_train_config(Path(configs[0]).parent / "table7_row4_asrm_lem_p8.yaml").model.options
+    assert (p8["noise"], p8["lem"], p8["patch_size"]) == ("asrm", True, 8)
+    assert load_train_config(Path(configs[0]).parent / "table6_dfd_lsrm.yaml").model.options["noise"] == "lsrm"
