@@ -4,6 +4,7 @@ student at inference, and the checkpoint holding the student alone."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +229,31 @@ def test_sam_second_pass_reuses_the_draws_and_the_rng_state_resumes():
     with torch.no_grad():
         again, m4 = method.loss(batch, True)
     assert torch.equal(again, first) and m4["lam"] == m1["lam"]
+
+
+# --- the paper's configs ------------------------------------------------------------------------------------------
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted([*(CONFIGS / "l2m").glob("table*.yaml"), CONFIGS / "tiny" / "l2m.yaml"]),
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_l2m_configs_load_and_name_their_table(path):
+    cfg = load_train_config(path)
+    assert cfg.method.name == "l2m" and "004" in cfg.paper
+
+
+def test_paper_004_numbers():
+    cfg = load_train_config(CONFIGS / "l2m" / "table2_ffpp_c23.yaml")
+    o, t = cfg.method, cfg.method.teacher
+    assert (cfg.model.backbone, cfg.model.input_size, t.backbone) == ("xception", 224, None)  # sec. 4.1
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum) == ("sgd", 0.01, 0.9)
+    assert (cfg.schedule.name, cfg.schedule.gamma, cfg.batch_size, cfg.steps_per_epoch) == ("exponential", 0.9, 32, 300)
+    assert (t.depth, t.heads, t.latent_dim, o.mask_ratio, o.alpha, o.strategy) == (6, 6, 2048, 0.25, 0.1, "high")
+    assert not cfg.data.augment and o.mixup
+    assert load_train_config(CONFIGS / "l2m" / "table3_ffdf_nomixup.yaml").method.mixup is False
+    assert load_train_config(CONFIGS / "l2m" / "table3_ffdf.yaml").data.fake_methods == ["Deepfakes"]
+    assert {load_train_config(CONFIGS / "l2m" / f"table4_{s}.yaml").method.strategy for s in ("low", "random")} \
+        == {"low", "random"}
+    pair = load_train_config(CONFIGS / "l2m" / "table5_sresnet18_txception.yaml")
+    assert (pair.model.backbone, pair.method.teacher.backbone) == ("resnet18", "xception")
