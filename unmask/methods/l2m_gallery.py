@@ -69,9 +69,10 @@ def gallery(run: str | Path, store: str | Path, out: str | Path, split: str = "v
     with torch.no_grad():
         t = module.teacher(x)
     o = cfg.method
-    mask = attention_mask(t["attention"], o.mask_ratio, "high" if o.strategy == "random" else o.strategy)
     heads = t["head_maps"].shape[1]
     gh, gw = module.teacher.grid
+    scores = torch.from_numpy(np.random.default_rng(0).random((len(pick), gh * gw))) if o.strategy == "random" else None
+    mask = attention_mask(t["attention"], o.mask_ratio, o.strategy, scores)  # on the teacher's grid
     sim = pairwise_head_similarity(t["head_maps"])
     prob = t["logits_vit"].softmax(1)[:, 1]
     cols = 3 + heads

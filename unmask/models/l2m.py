@@ -61,6 +61,8 @@ class L2MStudent(Detector):
             timm_kwargs["drop_path_rate"] = float(drop_path_rate)
         # num_classes=0: timm's own classifier is an Identity; the MLP head is ours.
         bb = build_backbone(backbone, pretrained=pretrained, num_classes=0, drop_rate=0.0, **timm_kwargs)
+        if hasattr(bb.net, "patch_embed"):
+            raise ConfigError(f"l2m_student: {backbone} is a ViT; the student masks a CNN's (B, C, h, w) feature map")
         return cls(bb.net, mlp_hidden=mlp_hidden, backbone=backbone, timm_name=bb.timm_name,
                    input_size=input_size or bb.default_input_size, mean=tuple(mean) if mean else bb.mean,
                    std=tuple(std) if std else bb.std, num_classes=num_classes, pretrained=pretrained,
@@ -177,6 +179,8 @@ class L2MTeacher(nn.Module):
             raise ConfigError(f"teacher ViT: need depth >= 1, heads >= 1 and latent_dim >= heads "
                               f"(got depth {depth}, heads {heads}, latent_dim {latent_dim})")
         bb = build_backbone(backbone, pretrained=pretrained, num_classes=0, drop_rate=0.0)
+        if hasattr(bb.net, "patch_embed"):
+            raise ConfigError(f"l2m teacher: {backbone} is a ViT; the teacher's tokens come from a CNN's feature map")
         self.net, self.backbone, self.timm_name = bb.net, backbone, bb.timm_name
         self.register_buffer("mean", torch.tensor(bb.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(bb.std).view(1, -1, 1, 1), persistent=False)
