@@ -3,7 +3,8 @@
 Targets (issue 12): PIM <= 2.05x a plain step (one extra forward/backward, plus the statistics), DualFlat <= 3.1x
 (two extra passes). Every method starts from the same weights and steps on the same fixed batch; their steps
 are interleaved (plain, pim, dualflat, sam, plain, ...) so that a busy machine slows all alike, and the ratios
-are medians of per-round ratios. Plain / PIM / DualFlat use SGD; SAM is the SAM optimizer over SGD. DualFlat runs
+are medians of per-round ratios. On CPU the ratios use each step's process CPU time (``time.process_time``, one
+torch thread), which other jobs on a shared machine do not inflate; wall times are printed too. Plain / PIM / DualFlat use SGD; SAM is the SAM optimizer over SGD. DualFlat runs
 with a non-zero clean coefficient (alpha 0.5, beta 0.3) so that all three gradients are kept.
 
     .venv/bin/python benchmarks/pim_step.py                                 # CPU: resnet18@224, lite0@224
@@ -24,7 +25,8 @@ METHODS = {
 }
 
 
-def measure(backbone: str, size: int, batch: int, steps: int, device: str) -> dict[str, list[float]]:
+def measure(backbone: str, size: int, batch: int, steps: int, device: str) -> tuple[dict, dict]:
+    """Per-method step times over ``steps`` interleaved rounds: (wall seconds, process CPU seconds)."""
     import torch
 
     from unmask.methods import build_method
@@ -55,14 +57,16 @@ def measure(backbone: str, size: int, batch: int, steps: int, device: str) -> di
     for method, opt in runs.values():  # warm-up
         method.step(b, opt, None)
     sync()
-    times: dict[str, list[float]] = {k: [] for k in runs}
+    wall: dict[str, list[float]] = {k: [] for k in runs}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(steps):
         for name, (method, opt) in runs.items():
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             method.step(b, opt, None)
             sync()
-            times[name].append(time.perf_counter() - t)
-    return times
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    return wall, cpu
 
 
 def main() -> None:
@@ -82,16 +86,20 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")
     for spec in args.models:
         backbone, size = spec.split("@")
-        times = measure(backbone, int(size), args.batch, args.steps, args.device)
+        wall, cpu = measure(backbone, int(size), args.batch, args.steps, args.device)
+        times = cpu if args.device == "cpu" else wall
+        clock = "CPU s" if args.device == "cpu" else "s"
         med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-        cells = [f"plain {med['plain']:.3f} s"]
+        wmed = {k: sorted(v)[len(v) // 2] for k, v in wall.items()}
+        cells = [f"plain {med['plain']:.3f} {clock}"]
         for name in ("pim", "dualflat", "sam"):
             ratios = sorted(t / p for t, p in zip(times[name], times["plain"]))
             r = ratios[len(ratios) // 2]
             tgt = targets[name]
             verdict = "" if tgt is None else (f" (target <= {tgt}: {'ok' if r <= tgt else 'OVER'})")
-            cells.append(f"{name} {med[name]:.3f} s = {r:.2f}x{verdict}")
+            cells.append(f"{name} {med[name]:.3f} {clock} = {r:.2f}x{verdict}")
         print(f"{spec:<26} " + " | ".join(cells), flush=True)
+        print(f"{'':<26} wall medians: " + ", ".join(f"{k} {v:.3f} s" for k, v in wmed.items()), flush=True)
 
 
 if __name__ == "__main__":

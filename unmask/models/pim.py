@@ -5,16 +5,17 @@ sigma (over H x W, or over the tokens of a ViT's (B, N, C) output), normalizes, 
 statistics: f' = (f - mu) / sigma * (sigma + d_sigma) + (mu + d_mu)  (eq. 7). d_mu, d_sigma are per channel and
 **shared across the batch** (sec. III-D).
 
-Written as f' = f + d_mu + d_sigma * (f - mu) / sigma -- the same function -- so that d = 0 gives f back
-bit-exactly (f + 0) and a clean pass is the plain network's pass.
+Computed as the same function in affine form, f' = f * (1 + d_sigma / sigma) + (d_mu - mu * d_sigma / sigma): one
+full-size operation per pass (the step's cost target), and d = 0 gives f back bit-exactly (f * 1 + 0), so a clean
+pass is the plain network's pass.
 
 Why a hook and not a layer: PIM is part of the training loss, not of the network ("not involved in the
 inference phase", sec. III-D). :meth:`FeatureStatPerturber.installed` hooks it for the duration of a step and
 removes it, so validation, checkpoints, ``detect`` and ONNX export see the plain arch; the hook holds no
 parameters or buffers.
 
-Modes: ``off`` (no change), ``probe`` (d = 0 as leaf tensors that receive dL/dd; the normalized map is detached
-there, since at d = 0 its gradient path is multiplied by 0), ``perturb`` (a fixed d, full gradient through mu and
+Modes: ``off`` (no change), ``probe`` (d = 0 as leaf tensors that receive dL/dd; mu and sigma are detached
+there, since at d = 0 their gradient paths are multiplied by 0), ``perturb`` (a fixed d, full gradient through mu and
 sigma), ``scale`` (the probe of sec. III-A: mean x ``mean_factor``, variance x ``var_factor``, i.e. std x
 sqrt(var_factor), per sample).
 """
@@ -86,17 +87,19 @@ class FeatureStatPerturber:
         xf = x.float()
         mu = xf.mean(dim=dims, keepdim=True)
         sigma = (xf.var(dim=dims, keepdim=True, unbiased=False) + EPS).sqrt()
-        centred = xf - mu
         if self.mode == "scale":
-            out = xf + (self.mean_factor - 1.0) * mu + (math.sqrt(self.var_factor) - 1.0) * centred
+            out = xf + (self.mean_factor - 1.0) * mu + (math.sqrt(self.var_factor) - 1.0) * (xf - mu)
             return out.to(x.dtype)
-        norm = centred / sigma
         if self.mode == "probe":
             c = shape[1] if x.dim() == 4 else shape[2]
             self.d_mu = torch.zeros(c, device=x.device, dtype=torch.float32, requires_grad=True)
             self.d_sigma = torch.zeros(c, device=x.device, dtype=torch.float32, requires_grad=True)
-            norm = norm.detach()  # its gradient path is multiplied by d_sigma = 0
-        out = xf + self.d_mu.view(shape) + self.d_sigma.view(shape) * norm
+            mu, sigma = mu.detach(), sigma.detach()  # their gradient paths are multiplied by d_sigma = 0
+        # eq. 7 as one affine map per sample and channel: f' = f * a + b with a = 1 + d_sigma / sigma and
+        # b = d_mu - mu * d_sigma / sigma (one full-size op; at d = 0, a = 1 and b = 0 exactly, so f' = f)
+        d_mu, d_sigma = self.d_mu.view(shape), self.d_sigma.view(shape)
+        ratio = d_sigma / sigma
+        out = torch.addcmul(d_mu - mu * ratio, xf, 1.0 + ratio)
         return out.to(x.dtype)
 
     @contextlib.contextmanager
