@@ -268,7 +268,7 @@ def test_two_pass_gradient_approximates_the_regularized_loss_gradient():
     assert all(e2 < 0.05 * e1 for e2, e1 in zip(errs_two_pass, errs_plain)), (errs_two_pass, errs_plain)
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+def _ddp_worker(rank: int, world: int, port: int, out: str, name: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -276,7 +276,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 
     from unmask.train import loop
 
-    cfg = load_train_config(None, ["method.name=dualflat", "method.recipe=sbi", *TINY, "optim.name=sgd",
+    cfg = load_train_config(None, [f"method.name={name}", "method.recipe=sbi", *TINY, "optim.name=sgd",
                                    "optim.lr=0.01", "epochs=1", "batch_size=2", "steps_per_epoch=2",
                                    "schedule.name=constant"])
     captured = {}
@@ -294,7 +294,8 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-def test_two_process_ddp_ranks_agree(tmp_path):
+@pytest.mark.parametrize("name", ["pim", "dualflat"])  # pim (alpha 1): clean pass without weight gradients
+def test_two_process_ddp_ranks_agree(tmp_path, name):
     import socket
 
     import torch.multiprocessing as mp
@@ -302,7 +303,7 @@ def test_two_process_ddp_ranks_agree(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path), name), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert r0["losses"] != r1["losses"]  # different data on each rank ...

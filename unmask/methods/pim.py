@@ -69,6 +69,10 @@ class StatPerturbation(Perturbation):
     """PIM's direction as a multi-pass perturbation: probe d = 0 on the clean pass, d = r g / ||g|| after it."""
 
     name = "stats"
+    needs_weight_grads = False  # d comes from dL/dd alone
+
+    def grad_inputs(self) -> list[torch.Tensor]:
+        return [self.perturber.d_mu, self.perturber.d_sigma]
 
     def __init__(self, stage: torch.nn.Module, r: float, perturber: FeatureStatPerturber | None = None) -> None:
         self.stage, self.r = stage, float(r)

@@ -2,7 +2,8 @@
 
 SAM (Foret et al. 2021), PIM (paper 003, Algorithm 1) and DualFlat (paper 003, eq. 14) are the same step:
 
-1. a clean forward/backward gives g1 (and whatever the perturbations read from it);
+1. a clean forward/backward gives g1 (and whatever the perturbations read from it; when g1 has coefficient 0 and
+   no perturbation reads it, only the gradients the perturbations need: PIM with alpha = 1 skips the weights);
 2. each :class:`Perturbation` computes its direction from that pass (``prepare``), is applied for one more
    forward/backward (``apply`` ... ``restore``), which gives g_k;
 3. the update uses g = c_0 g1 + sum_k c_k g_k (:class:`GradientStore`).
@@ -31,6 +32,14 @@ class Perturbation:
     ``prepare`` (after its backward), ``apply`` / ``restore`` (around the perturbed pass), ``end``."""
 
     name: str = "perturbed"
+    # Does ``prepare`` read the clean pass's weight gradients? When no pass does and the clean coefficient is 0
+    # (PIM with alpha = 1), the clean backward only differentiates w.r.t. ``grad_inputs()``: no weight gradients,
+    # no backward through the layers below them.
+    needs_weight_grads: bool = True
+
+    def grad_inputs(self) -> list[torch.Tensor]:
+        """Tensors (made by the clean forward) whose gradient ``prepare`` reads when weight gradients are skipped."""
+        return []
 
     def begin(self) -> None:
         """Before the clean pass (e.g. install a hook that records the gradient the direction needs)."""
@@ -198,8 +207,18 @@ def run_passes(plan: PassPlan, *, loss_fn: Callable[[bool], tuple[torch.Tensor, 
         for pert in perts:
             pert.begin()
         zero_grad()
-        loss, metrics = loss_fn(True)
-        backward(loss)
+        need_w = plan.clean_coef != 0.0 or any(p.perturbation.needs_weight_grads for p in active)
+        if active and not need_w:
+            # DDP: a forward whose backward skips the weights must not arm the gradient all-reduce.
+            sync_off = model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
+            with sync_off:
+                loss, metrics = loss_fn(True)
+            leaves = [t for p in active for t in p.perturbation.grad_inputs()]
+            for t, g in zip(leaves, torch.autograd.grad(loss, leaves)):
+                t.grad = g
+        else:
+            loss, metrics = loss_fn(True)
+            backward(loss)
         if not active:
             return loss, metrics
         for pert in perts:
