@@ -48,6 +48,26 @@ def toy_train_data(n: int = 32, size: int = 32, seed: int = 0) -> TrainData:
                      images_per_sample=2)
 
 
+def train_capturing_method(cfg, run_dir, data):
+    """``unmask.train.loop.train`` that also returns the Method it built, for tests that inspect its state
+    after training (DDP ranks comparing weights, NRS centres, PIM's d)."""
+    from unmask.train import loop
+
+    captured = {}
+    real_build = loop.build_method
+
+    def build(c):
+        captured["method"] = real_build(c)
+        return captured["method"]
+
+    loop.build_method = build
+    try:
+        result = loop.train(cfg, run_dir, data=data)
+    finally:
+        loop.build_method = real_build
+    return result, captured["method"]
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """One intra-op thread for these small models: on a shared 2-core machine, OpenMP's second thread makes

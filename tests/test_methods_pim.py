@@ -19,7 +19,8 @@ from unmask.methods.pim import StatPerturbation
 from unmask.train.config import load_train_config
 from unmask.train.multipass import PassPlan, Pass, run_passes
 
-from _train_fixtures import one_torch_thread, ToyPairs, toy_pair_collate, toy_train_data  # noqa: F401 (autouse)
+from _train_fixtures import (one_torch_thread, ToyPairs, toy_pair_collate, toy_train_data,  # noqa: F401 (autouse)
+                             train_capturing_method)
 
 TINY = ["model.backbone=resnet18", "model.pretrained=null", "model.input_size=32", "run.progress=false",
         "run.tensorboard=false", "data.num_workers=0"]
@@ -274,21 +275,10 @@ def _ddp_worker(rank: int, world: int, port: int, out: str, name: str) -> None:
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    from unmask.train import loop
-
     cfg = load_train_config(None, [f"method.name={name}", "method.recipe=sbi", *TINY, "optim.name=sgd",
                                    "optim.lr=0.01", "epochs=1", "batch_size=2", "steps_per_epoch=2",
                                    "schedule.name=constant"])
-    captured = {}
-    real_build = loop.build_method
-
-    def build(cfg):
-        captured["method"] = real_build(cfg)
-        return captured["method"]
-
-    loop.build_method = build
-    result = loop.train(cfg, Path(out) / "run", data=toy_train_data(n=16))
-    method = captured["method"]
+    result, method = train_capturing_method(cfg, Path(out) / "run", toy_train_data(n=16))
     torch.save({"weights": method.model.module.state_dict(), "d": torch.cat([method.stats.d_mu, method.stats.d_sigma]),
                 "losses": result.losses}, Path(out) / f"rank{rank}.pt")
     dist.destroy_process_group()

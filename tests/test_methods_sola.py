@@ -16,6 +16,7 @@ from unmask.train.config import load_train_config
 from unmask.train.loop import train
 
 from _train_fixtures import one_torch_thread, toy_train_data  # noqa: F401 (autouse)
+from conftest import write_rgb_video
 
 TINY = ["method.name=sola", "model.arch=sola", "model.backbone=resnet18", "model.pretrained=null",
         "model.input_size=32", "run.progress=false", "run.tensorboard=false", "data.num_workers=0",
@@ -84,29 +85,15 @@ def test_asrm_constraint_holds_after_the_trainers_optimizer_steps(tmp_path):
 def test_stored_masks_reach_the_batch_aligned_with_the_face(tmp_path, astronaut_rgb):
     """A fake face video + its mask video (FF++ layout) -> unmask prepare -> the mask-supervised recipe's items:
     the mask is cut by the same window as the face, so the forged band lies on the eyes-to-nose rows."""
-    import av
-
     from unmask.data.prepare import PrepareOptions, run_prepare
     from unmask.data.records import ManifestRow
     from unmask.data.store import PreparedStore
     from unmask.train.data import FaceDataset
 
-    def write(path, frames):
-        out = av.open(str(path), "w")
-        s = out.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 512, 512, "yuv420p"
-        s.options = {"crf": "12"}
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-        out.close()
-
     m = np.zeros((512, 512, 3), np.uint8)
     m[90:150, 190:260] = 255
-    write(tmp_path / "face.mp4", [astronaut_rgb] * 4)
-    write(tmp_path / "mask.mp4", [m] * 4)
+    write_rgb_video(tmp_path / "face.mp4", [astronaut_rgb] * 4)
+    write_rgb_video(tmp_path / "mask.mp4", [m] * 4)
     row = ManifestRow(dataset="generic", video_id="face", label=FAKE, method="Synthetic", split="train",
                       source=str(tmp_path / "face.mp4"), mask_source=str(tmp_path / "mask.mp4"))
     run_prepare([row], tmp_path / "store", PrepareOptions(frames=2, workers=1), progress=False)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import PREPARED_FFPP_OPTS
+from conftest import PREPARED_FFPP_OPTS, write_rgb_video
 from unmask.data.crops import margin_crop
 from unmask.data.media import even_indices
 from unmask.data.prepare import (FacePipeline, PrepareOptions, faces_for_frame, in_shard, init_store, parse_shard,
@@ -127,20 +127,6 @@ def test_bad_inputs_are_recorded_and_the_batch_goes_on(bad_inputs, tmp_path):
 
 def test_mask_video_is_cropped_with_the_face(tmp_path, astronaut_rgb):
     """A face video + a mask video (FF++ layout): the mask crop is stored beside each face crop, aligned."""
-    import av
-
-    def write(path, frames):
-        out = av.open(str(path), "w")
-        s = out.add_stream("libx264", rate=25)
-        s.width, s.height, s.pix_fmt = 512, 512, "yuv420p"
-        s.options = {"crf": "12"}
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(p)
-        for p in s.encode():
-            out.mux(p)
-        out.close()
-
     frames, masks = [], []
     for i in range(12):
         dx = i * 2
@@ -148,8 +134,8 @@ def test_mask_video_is_cropped_with_the_face(tmp_path, astronaut_rgb):
         m = np.zeros((512, 512, 3), np.uint8)
         m[90:150, 190 + dx:260 + dx] = 255  # the eyes-to-nose band of the moving face
         masks.append(m)
-    write(tmp_path / "face.mp4", frames)
-    write(tmp_path / "mask.mp4", masks)
+    write_rgb_video(tmp_path / "face.mp4", frames)
+    write_rgb_video(tmp_path / "mask.mp4", masks)
     row = _row(tmp_path / "face.mp4", label=FAKE, method="Synthetic", mask=tmp_path / "mask.mp4", vid="face")
     run_prepare([row], tmp_path / "store", PrepareOptions(frames=3, workers=1), progress=False)
     faces = PreparedStore(tmp_path / "store").faces(largest_only=True)  # face 0: the astronaut (see sort_faces)

@@ -16,7 +16,8 @@ from unmask.train.loop import KILL_ENV, train
 from unmask.train.optim import build_optimizer
 from unmask.train.runlog import read_metrics
 
-from _train_fixtures import one_torch_thread, ToyPairs, toy_pair_collate, toy_train_data  # noqa: F401 (autouse)
+from _train_fixtures import (one_torch_thread, ToyPairs, toy_pair_collate, toy_train_data,  # noqa: F401 (autouse)
+                             train_capturing_method)
 
 TESTS = Path(__file__).resolve().parent
 TINY = ["model.backbone=resnet18", "model.pretrained=null", "model.input_size=32", "run.progress=false",
@@ -82,21 +83,10 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    from unmask.train import loop
-
     cfg = load_train_config(None, ["method.name=bbmg_nrs", "method.nrs.start_epoch=2", "method.nrs.k_s=4",
                                    "method.nrs.k=2", *TINY, "optim.name=sam", "optim.lr=0.01", "epochs=2",
                                    "batch_size=2", "steps_per_epoch=2", "schedule.name=constant"])
-    captured = {}
-    real_build = loop.build_method
-
-    def build(cfg):
-        captured["method"] = real_build(cfg)
-        return captured["method"]
-
-    loop.build_method = build
-    result = loop.train(cfg, Path(out) / "run", data=toy_train_data(n=16))
-    method = captured["method"]
+    result, method = train_capturing_method(cfg, Path(out) / "run", toy_train_data(n=16))
     torch.save({"weights": method.model.module.state_dict(), "centres": method.memory.centres,
                 "losses": result.losses}, Path(out) / f"rank{rank}.pt")
     dist.destroy_process_group()
