@@ -171,7 +171,10 @@ def format_table(results: list[dict], threshold: float, note: str | None, skippe
             scores = [fr["score"] for fr in r["frames"] if fr["score"] is not None]
             detail = f"frame scores {min(scores):.3f}..{max(scores):.3f} over {len(r['frames'])} sampled frames"
         elif r["status"] == "ok":
-            detail = "faces: " + ", ".join(f"{f['score']:.3f}" for fr in r["frames"] for f in fr["faces"])
+            # a face left out of the image's score (a weak detection beside a sure face, or under half the size of
+            # the largest) is shown in brackets: the table says which faces decided the verdict
+            detail = "faces: " + ", ".join(f"{f['score']:.3f}" if f.get("counted", True) else f"({f['score']:.3f})"
+                                          for fr in r["frames"] for f in fr["faces"])
         if r.get("warning"):
             detail = f"WARNING: {r['warning']}; {detail}"
         lines.append(f"{name:<{width}} {r['status']:<8} {p:>9} {_verdict(r['fake_probability'], threshold) or '-':<7} "
