@@ -48,6 +48,18 @@ def toy_train_data(n: int = 32, size: int = 32, seed: int = 0) -> TrainData:
                      images_per_sample=2)
 
 
+def cpu_method(cfg):
+    """(method, model): the config's method with its model built from torch seed 0 and attached on CPU, as the
+    trainer would, for tests that drive ``method.step`` and the epoch hooks themselves."""
+    from unmask.methods import build_method
+
+    torch.manual_seed(0)
+    method = build_method(cfg)
+    model = method.build()
+    method.attach(model, device=torch.device("cpu"))
+    return method, model
+
+
 def train_capturing_method(cfg, run_dir, data):
     """``unmask.train.loop.train`` that also returns the Method it built, for tests that inspect its state
     after training (DDP ranks comparing weights, NRS centres, PIM's d)."""

@@ -7,21 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from unmask.errors import ConfigError
-from unmask.methods import METHODS, build_method
+from unmask.methods import METHODS
 from unmask.methods.nrs import min_cosine_distance, nrs_weights, weighted_ce
 from unmask.train.config import load_train_config
 
-from _train_fixtures import one_torch_thread, ToyPairs, toy_pair_collate  # noqa: F401 (autouse)
+from _train_fixtures import cpu_method, one_torch_thread, ToyPairs, toy_pair_collate  # noqa: F401 (autouse)
 
 
 def _method(*overrides):
     cfg = load_train_config(None, ["method.name=bbmg_nrs", "method.nrs.start_epoch=2", "method.nrs.k_s=6",
                                    "method.nrs.k=2", "model.backbone=resnet18", "model.pretrained=null",
                                    "model.input_size=32", *overrides])
-    torch.manual_seed(0)
-    method = build_method(cfg)
-    model = method.build()
-    method.attach(model, device=torch.device("cpu"))
+    method, model = cpu_method(cfg)
     return method, model
 
 

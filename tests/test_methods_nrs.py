@@ -116,7 +116,7 @@ def test_kmeans_finds_separated_clusters_deterministically():
 
 from pathlib import Path  # noqa: E402
 
-from _train_fixtures import one_torch_thread, ToyPairs, toy_pair_collate  # noqa: E402,F401 (autouse)
+from _train_fixtures import cpu_method, one_torch_thread, ToyPairs, toy_pair_collate  # noqa: E402,F401 (autouse)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -140,16 +140,12 @@ def test_tiny_profile_scales_beta_to_its_epochs_and_paper_configs_keep_200():
 
 def _run_epochs(*overrides, epochs=4, steps=3):
     """bbmg_nrs on a random-init resnet18 over toy pairs: the method's hooks as the trainer calls them."""
-    from unmask.methods import build_method
     from unmask.train.optim import build_optimizer
 
     cfg = _cfg(None, "method.name=bbmg_nrs", "method.nrs.start_epoch=2", "method.nrs.k_s=8", "method.nrs.k=2",
                "model.backbone=resnet18", "model.pretrained=null", "model.input_size=32", "optim.name=adam",
                f"epochs={epochs}", *overrides)
-    torch.manual_seed(0)
-    method = build_method(cfg)
-    model = method.build()
-    method.attach(model, device=torch.device("cpu"))
+    method, model = cpu_method(cfg)
     opt = build_optimizer(model.parameters(), cfg.optim)
     ds = ToyPairs(n=8, size=32)
     epoch_rows, step_mins = [], []

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import torch
 
-from unmask.methods import build_method
 from unmask.train.config import load_train_config
 from unmask.train.loop import KILL_ENV, train
 from unmask.train.optim import build_optimizer
 from unmask.train.runlog import read_metrics
 
-from _train_fixtures import (one_torch_thread, ToyPairs, toy_pair_collate, toy_train_data,  # noqa: F401 (autouse)
+from _train_fixtures import (cpu_method, one_torch_thread, ToyPairs, toy_pair_collate, toy_train_data,  # noqa: F401 (autouse)
                              train_capturing_method)
 
 TESTS = Path(__file__).resolve().parent
@@ -26,10 +25,7 @@ TINY = ["model.backbone=resnet18", "model.pretrained=null", "model.input_size=32
 
 def test_overfits_one_batch():
     cfg = load_train_config(None, ["method.name=sbi", *TINY, "optim.name=adam", "optim.lr=1e-3"])
-    torch.manual_seed(0)
-    method = build_method(cfg)
-    model = method.build()
-    method.attach(model, device=torch.device("cpu"))
+    method, model = cpu_method(cfg)
     opt = build_optimizer(model.parameters(), cfg.optim)
     ds = ToyPairs(n=4, size=32)
     batch = toy_pair_collate([ds[i] for i in range(4)])

@@ -25,6 +25,8 @@ from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
+from unmask.data.faces import WEAK_SCORE
+
 
 @dataclass
 class AggregationConfig:
@@ -90,8 +92,6 @@ def counted_faces(sizes: Sequence[float], min_face_fraction: float = 0.5,
                   confidences: Sequence[float | None] | None = None) -> np.ndarray:
     """Boolean mask of the faces the frame score considers: the sure faces when the frame has one (weak
     detections only when nothing surer was found), then the half-size rule among them."""
-    from unmask.data.faces import WEAK_SCORE
-
     z = np.asarray(sizes, dtype=np.float64)
     if z.size == 0:
         return np.zeros(0, dtype=bool)
