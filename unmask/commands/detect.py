@@ -69,48 +69,8 @@ def collect_inputs(inputs: list[str], recursive: bool = False, skipped: list | N
     return out
 
 
-def _heatmap_name(path: Path, frame_index: int, kind: str) -> str:
-    base = f"{path.stem}_{path.suffix.lstrip('.').lower()}" if path.suffix else path.stem
-    return f"{base}.png" if kind == "image" else f"{base}_f{frame_index:05d}.png"
-
-
-def write_heatmaps(result, detector, out_dir: Path, max_frames: int = 0, batch_size: int = 16) -> list[str]:
-    """Grad-CAM overlays of every counted-or-not face of the scored frames, pasted back; one PNG per frame (and,
-    for archs with ``anomaly_maps`` such as SOLA, a second PNG ``<name>_anomaly.png`` of those maps)."""
-    from unmask.evaluate.aggregate import evenly_spaced
-    from unmask.evaluate.scoring import to_batch
-    from unmask.explain.gradcam import frame_heatmap, gradcam_maps
-    from unmask.io import atomic_save_png
-
-    frames = [fr for fr in result.frames if fr.faces]
-    keep = set(evenly_spaced([fr.index for fr in frames], max_frames))
-    frames = [fr for fr in frames if fr.index in keep]
-    keys = [(fr.index, f.face_index) for fr in frames for f in fr.faces]
-    from unmask.explain.anomaly import anomaly_heatmaps, has_anomaly_maps
-
-    cams, anomalies = {}, {}
-    device = next(detector.parameters()).device
-    for i in range(0, len(keys), batch_size):
-        chunk = keys[i:i + batch_size]
-        batch = to_batch([result.crops[k] for k in chunk], detector.input_size).to(device)
-        maps, _ = gradcam_maps(detector, batch)
-        cams.update(zip(chunk, maps))
-        if has_anomaly_maps(detector):  # SOLA: its second-order anomaly maps too, as <name>_anomaly.png
-            anomalies.update(zip(chunk, anomaly_heatmaps(detector, batch)))
-    written = []
-    for fr in frames:
-        for kind, source in (("", cams), ("_anomaly", anomalies)):
-            if not source:
-                continue
-            faces = [{"crop": result.crops[(fr.index, f.face_index)], "window": f.window,
-                      "cam": source[(fr.index, f.face_index)], "box": f.box, "score": f.score, "counted": f.counted}
-                     for f in fr.faces]
-            img = frame_heatmap(result.frame_images[fr.index], faces)
-            name = _heatmap_name(Path(result.path), fr.index, result.kind)
-            path = out_dir / (name[:-len(".png")] + kind + ".png")
-            atomic_save_png(path, img, compression=3)
-            written.append(str(path))
-    return written
+# the drawing lives in the library (``unmask serve`` draws the same frames); detect only writes them as files
+from unmask.explain.heatmaps import heatmap_name as _heatmap_name, write_heatmaps  # noqa: E402,F401
 
 
 CSV_COLUMNS = ("path", "status", "fake_probability", "verdict", "reason", "warning", "frame_index", "frame_score",
