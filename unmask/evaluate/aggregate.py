@@ -48,6 +48,7 @@ class FaceScore:
     size: float  # face size in frame pixels (geometric mean of the box sides)
     score: float
     detector_score: float | None = None  # the face detector's confidence (None: unknown, counts as sure)
+    score_raw: float | None = None  # the uncalibrated softmax when ``score`` is calibrated (None: same as score)
 
 
 @dataclass

@@ -49,8 +49,8 @@ def to_batch(crops: Sequence[np.ndarray], size: int):
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def predict_tensor(detector, x, batch_size: int = 32, device: str | None = None) -> np.ndarray:
-    """Fake probability (softmax[:, 1]) of a (N, 3, S, S) [0, 1] tensor, ``batch_size`` images per pass."""
+def predict_logits_tensor(detector, x, batch_size: int = 32, device: str | None = None) -> np.ndarray:
+    """Logits (N, 2) as float64 of a (N, 3, S, S) [0, 1] tensor, ``batch_size`` images per pass."""
     import torch
 
     device = device or next(detector.parameters()).device
@@ -58,16 +58,40 @@ def predict_tensor(detector, x, batch_size: int = 32, device: str | None = None)
     detector.eval()
     with torch.inference_mode():
         for i in range(0, x.shape[0], batch_size):
-            logits = detector(x[i:i + batch_size].to(device))
-            out.append(torch.softmax(logits.float(), dim=1)[:, FAKE].cpu().numpy())
-    return np.concatenate(out).astype(np.float64) if out else np.zeros(0, np.float64)
+            out.append(detector(x[i:i + batch_size].to(device)).float().cpu().numpy())
+    return np.concatenate(out).astype(np.float64) if out else np.zeros((0, 2), np.float64)
 
 
-def predict(detector, crops: Sequence[np.ndarray], batch_size: int = 32, device: str | None = None) -> np.ndarray:
-    """Fake probability of every RGB crop (resized to the detector's input), ``batch_size`` per pass."""
-    out = [predict_tensor(detector, to_batch(crops[i:i + batch_size], detector.input_size), batch_size, device)
+def logits_to_probability(logits: np.ndarray, temperature: float | None = None) -> np.ndarray:
+    """Fake probability softmax(logits / T)[:, 1] in float64 (T None: the raw softmax)."""
+    from unmask.evaluate.calibration import calibrated_probability
+
+    return calibrated_probability(logits, temperature) if len(logits) else np.zeros(0, np.float64)
+
+
+def predict_tensor(detector, x, batch_size: int = 32, device: str | None = None,
+                   temperature: float | None = None) -> np.ndarray:
+    """Fake probability (softmax(logits / T)[:, 1]; T None = raw) of a (N, 3, S, S) [0, 1] tensor."""
+    return logits_to_probability(predict_logits_tensor(detector, x, batch_size, device), temperature)
+
+
+def predict(detector, crops: Sequence[np.ndarray], batch_size: int = 32, device: str | None = None,
+            temperature: float | None = None) -> np.ndarray:
+    """Fake probability of every RGB crop (resized to the detector's input), ``batch_size`` per pass;
+    calibrated with ``temperature`` when given (``unmask.evaluate.calibration``)."""
+    out = [predict_tensor(detector, to_batch(crops[i:i + batch_size], detector.input_size), batch_size, device,
+                          temperature)
            for i in range(0, len(crops), batch_size)]
     return np.concatenate(out) if out else np.zeros(0, np.float64)
+
+
+def predict_logits(detector, crops: Sequence[np.ndarray], batch_size: int = 32,
+                   device: str | None = None) -> np.ndarray:
+    """Logits (N, 2) of every RGB crop (resized to the detector's input), ``batch_size`` per pass."""
+    out = [predict_logits_tensor(detector, to_batch(crops[i:i + batch_size], detector.input_size), batch_size,
+                                 device)
+           for i in range(0, len(crops), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 2), np.float64)
 
 
 def box_size(box: Sequence[float]) -> float:
@@ -87,8 +111,10 @@ class FaceResult:
     detector_score: float
     size: float
     window: tuple[int, int, int, int]  # the 12.5%-margin crop window in the frame
-    score: float | None = None  # fake probability
+    score: float | None = None  # fake probability (calibrated when the model is; an ensemble's: mean of members')
     counted: bool = True  # passes the half-size rule of its frame
+    score_raw: float | None = None  # the uncalibrated softmax (ensemble: mean of members' raw probabilities)
+    per_model: list[float] = field(default_factory=list)  # each member's (calibrated) probability, in model order
 
 
 @dataclass
@@ -96,6 +122,7 @@ class FrameResult:
     index: int
     faces: list[FaceResult] = field(default_factory=list)
     score: float | None = None  # frame score (max over counted faces); None when no face
+    per_model: list[float | None] = field(default_factory=list)  # each member's own frame score
 
 
 @dataclass
@@ -107,8 +134,11 @@ class MediaResult:
     status: str  # "ok" | "no_face" | "error"
     reason: str | None = None
     warning: str | None = None  # a partly decodable video (truncated, frames lost): scored, but say so
-    fake_probability: float | None = None
+    fake_probability: float | None = None  # calibrated (ensemble: see MediaScorer.ensemble)
     frames: list[FrameResult] = field(default_factory=list)
+    probability_raw: float | None = None  # the same aggregation of the uncalibrated probabilities
+    # one dict per model: model_id, probability (calibrated), probability_raw, threshold, temperature
+    per_model: list[dict] = field(default_factory=list)
     width: int = 0
     height: int = 0
     timings: dict[str, float] = field(default_factory=dict)
@@ -123,19 +153,103 @@ class MediaResult:
             "status": self.status,
             "reason": self.reason,
             "warning": self.warning,
-            "fake_probability": None if self.fake_probability is None else round(float(self.fake_probability), 6),
+            "fake_probability": _r6(self.fake_probability),
+            "probability_raw": _r6(self.probability_raw),
+            "per_model": [{**m, "probability": _r6(m.get("probability")),
+                           "probability_raw": _r6(m.get("probability_raw"))} for m in self.per_model],
             "width": self.width,
             "height": self.height,
             "frames": [
                 {"index": fr.index,
-                 "score": None if fr.score is None else round(float(fr.score), 6),
+                 "score": _r6(fr.score),
+                 "per_model": [_r6(v) for v in fr.per_model],
                  "faces": [{"box": [round(float(v), 1) for v in f.box],
-                            "score": None if f.score is None else round(float(f.score), 6),
+                            "score": _r6(f.score),
+                            "score_raw": _r6(f.score_raw),
+                            "per_model": [_r6(v) for v in f.per_model],
                             "detector_score": round(float(f.detector_score), 4),
                             "counted": bool(f.counted)} for f in fr.faces]}
                 for fr in self.frames
             ],
         }
+
+
+def _r6(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 6)
+
+
+# --- the models a MediaScorer runs --------------------------------------------------------------------------
+
+
+def model_id(meta: dict) -> str:
+    """A stable, readable id of a checkpoint: ``<run name>-<first 10 hex of the file's SHA-256>``.
+
+    The run name is the run directory for ``best.pt`` / ``last.pt`` (else the file stem). The hash is of the
+    file as loaded, so a recalibrated ``best.pt`` (``unmask calibrate``) gets a new id. An untrained model:
+    ``untrained-<backbone>-seed<seed>``. The id is cached in ``meta["model_id"]`` once computed.
+    """
+    import hashlib
+
+    if meta.get("model_id"):
+        return str(meta["model_id"])
+    path = meta.get("path")
+    kind = meta.get("backbone") or meta.get("arch") or "model"
+    if meta.get("untrained"):
+        return f"untrained-{kind}-seed{meta.get('seed', 0)}"
+    if not path:
+        return f"{kind}-unsaved"  # a network never written to a file (tests, notebooks)
+    p = Path(path)
+    name = p.parent.name if p.name in ("best.pt", "last.pt") and p.parent.name else p.stem
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    meta["model_id"] = f"{name}-{h.hexdigest()[:10]}"
+    return meta["model_id"]
+
+
+@dataclass
+class ScoringModel:
+    """One detector as a MediaScorer runs it: its meta, id, temperature (None: uncalibrated), threshold.
+
+    ``threshold`` is on the probability this model reports: the calibrated validation threshold when the
+    checkpoint is calibrated, else its validation threshold, else 0.5 (``decision_threshold``).
+    """
+
+    detector: object
+    meta: dict
+    model_id: str
+    temperature: float | None
+    threshold: float
+
+    @classmethod
+    def from_meta(cls, detector, meta: dict | None) -> "ScoringModel":
+        from unmask.evaluate.calibration import checkpoint_calibration
+
+        meta = dict(meta) if meta is not None else dict(getattr(detector, "meta", dict)())
+        cal = checkpoint_calibration(meta)
+        return cls(detector=detector, meta=meta, model_id=model_id(meta),
+                   temperature=None if cal is None else float(cal.temperature), threshold=decision_threshold(meta))
+
+    def describe(self) -> dict:
+        """What ``detect --format json`` and the server say about this model."""
+        from unmask.evaluate.calibration import checkpoint_calibration
+
+        cal = checkpoint_calibration(self.meta)
+        return {"model_id": self.model_id, "checkpoint": self.meta.get("path"), "backbone": self.meta.get("backbone"),
+                "arch": self.meta.get("arch"), "input_size": self.meta.get("input_size"),
+                "untrained": bool(self.meta.get("untrained")), "threshold": self.threshold,
+                "temperature": self.temperature, "calibration": None if cal is None else cal.to_meta()}
+
+
+def ensemble_threshold(models: Sequence[ScoringModel]) -> float:
+    """An ensemble's decision threshold: the mean of its members' thresholds.
+
+    Each member's threshold is on its own calibrated probability (validation-chosen, or 0.5), and the ensemble
+    probability is the mean of those probabilities, so the mean threshold is where the members' average
+    verdict flips; for one model it is that model's threshold.
+    """
+    return float(np.mean([m.threshold for m in models])) if models else 0.5
 
 
 def _error_line(exc: BaseException) -> str:
@@ -148,24 +262,55 @@ class MediaScorer:
 
     One object per process (it holds the loaded networks). ``score(path)`` never raises for a bad file:
     the result says ``status="error"`` with a one-line reason, so a batch goes on.
+
+    ``MediaScorer(detector, meta=meta)``: one model; with a calibrated checkpoint's meta the probabilities are
+    calibrated (``score_raw`` / ``probability_raw`` keep the softmax). ``MediaScorer.ensemble([(det, meta),
+    ...])``: several models; faces are found once per frame and every model scores the same crops.
     """
 
-    def __init__(self, detector, face_detector=None, *, margin: float = TEST_MARGIN, num_frames: int = 32,
-                 batch_size: int = 32, min_face_fraction: float = 0.5, device: str | None = None,
-                 distortion: Distortion | None = None, max_side: int = 0) -> None:
+    def __init__(self, detector, face_detector=None, *, meta: dict | None = None, margin: float = TEST_MARGIN,
+                 num_frames: int = 32, batch_size: int = 32, min_face_fraction: float = 0.5,
+                 device: str | None = None, distortion: Distortion | None = None, max_side: int = 0,
+                 models: Sequence[ScoringModel] | None = None) -> None:
         if face_detector is None:
             from unmask.data.faces import build_face_detector
 
             face_detector = build_face_detector("dlib_hog")
-        self.detector = detector
+        self.models: list[ScoringModel] = list(models) if models else [ScoringModel.from_meta(detector, meta)]
+        self.detector = self.models[0].detector  # the first model (Grad-CAM heat maps are drawn from it)
         self.face_detector = face_detector
         self.margin = float(margin)
         self.num_frames = int(num_frames)
         self.batch_size = int(batch_size)
         self.min_face_fraction = float(min_face_fraction)
-        self.device = device or str(next(detector.parameters()).device)
+        self.device = device or str(next(self.detector.parameters()).device)
         self.distortion = distortion
         self.max_side = int(max_side)
+
+    @classmethod
+    def ensemble(cls, members: Sequence[tuple[object, dict | None]], face_detector=None, **options) -> "MediaScorer":
+        """A scorer over several (detector, meta) pairs: one face detection per frame, each model on the same
+        crops. A face's probability is the mean of the members' calibrated probabilities, and frames and the
+        file aggregate it like any detector's (frame = max over counted faces, file = mean over frames); each
+        member's own file probability is in ``MediaResult.per_model`` (with one face per frame, the file
+        probability is exactly their mean). The threshold is :func:`ensemble_threshold`."""
+        from unmask.errors import UnmaskError
+
+        if not members:
+            raise UnmaskError("an ensemble needs at least one checkpoint")
+        models = [ScoringModel.from_meta(d, m) for d, m in members]
+        ids = [m.model_id for m in models]
+        if len(set(ids)) < len(ids):
+            raise UnmaskError(f"the same checkpoint is given twice ({', '.join(i for i in ids if ids.count(i) > 1)})")
+        return cls(models[0].detector, face_detector, models=models, **options)
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold of what ``score`` reports (one model: its own; an ensemble: the mean)."""
+        return ensemble_threshold(self.models)
+
+    def model_ids(self) -> list[str]:
+        return [m.model_id for m in self.models]
 
     def load_frames(self, path: Path) -> tuple[str, list[tuple[int, np.ndarray]], str | None]:
         """(kind, frames, decode warning) of an image, video or frame folder; unreadable input -> MediaError."""
@@ -233,31 +378,58 @@ class MediaScorer:
             if keep_images:
                 res.frame_images[fr.index] = rgb
             t["crop"] += time.perf_counter() - tc
-        tc = time.perf_counter()
-        x = to_batch(crops, self.detector.input_size)  # resize + [0, 1] tensor: part of cropping
-        t["crop"] += time.perf_counter() - tc
-        tm = time.perf_counter()
-        probs = predict_tensor(self.detector, x, self.batch_size, self.device)
-        t["model"] = time.perf_counter() - tm
-        for f, p in zip(owners, probs):
-            f.score = float(p)
+        cal, raw = [], []  # per model: (n_faces,) calibrated and raw probabilities
+        batches: dict[int, object] = {}
+        for m in self.models:
+            size = int(m.detector.input_size)
+            tc = time.perf_counter()
+            if size not in batches:
+                batches[size] = to_batch(crops, size)  # resize + [0, 1] tensor: part of cropping
+            t["crop"] += time.perf_counter() - tc
+            tm = time.perf_counter()
+            logits = predict_logits_tensor(m.detector, batches[size], self.batch_size, self.device)
+            t["model"] += time.perf_counter() - tm
+            raw.append(logits_to_probability(logits, None))
+            cal.append(logits_to_probability(logits, m.temperature) if m.temperature is not None else raw[-1])
+        cal_mean = np.mean(cal, axis=0) if owners else np.zeros(0)
+        raw_mean = np.mean(raw, axis=0) if owners else np.zeros(0)
+        for k, f in enumerate(owners):
+            f.score, f.score_raw = float(cal_mean[k]), float(raw_mean[k])
+            f.per_model = [float(c[k]) for c in cal]
+        owner_index = {id(f): k for k, f in enumerate(owners)}
+
+        def frame_of(values: np.ndarray, fr: FrameResult) -> float | None:
+            counted = [float(values[owner_index[id(f)]]) for f in fr.faces if f.counted]
+            return max(counted) if counted else None
+
         for fr in res.frames:
             if fr.faces:
-                fr.score = max(float(f.score) for f in fr.faces if f.counted)
+                fr.score = frame_of(cal_mean, fr)
+                fr.per_model = [frame_of(c, fr) for c in cal]
         score, n = video_score([fr.score for fr in res.frames], no_face_score=0.5)
         if n == 0:
             res.status = "no_face"
             res.reason = f"no face found in {len(frames)} frame{'s' if len(frames) != 1 else ''}"
-        else:
-            res.status = "ok"
-            res.fake_probability = score
+            return res
+        res.status = "ok"
+        res.fake_probability = score
+        res.probability_raw = video_score([frame_of(raw_mean, fr) if fr.faces else None for fr in res.frames],
+                                          no_face_score=0.5)[0]
+        for j, m in enumerate(self.models):
+            res.per_model.append({
+                "model_id": m.model_id,
+                "probability": video_score([frame_of(cal[j], fr) if fr.faces else None for fr in res.frames],
+                                           no_face_score=0.5)[0],
+                "probability_raw": video_score([frame_of(raw[j], fr) if fr.faces else None for fr in res.frames],
+                                               no_face_score=0.5)[0],
+                "threshold": m.threshold, "temperature": m.temperature})
         return res
 
 
 def media_face_scores(result: MediaResult, item: str) -> list[FaceScore]:
     """A MediaResult's faces as FaceScores (for evaluation's aggregation)."""
     return [FaceScore(item=item, frame_index=fr.index, face_index=f.face_index, size=f.size, score=float(f.score),
-                      detector_score=f.detector_score)
+                      detector_score=f.detector_score, score_raw=f.score_raw)
             for fr in result.frames for f in fr.faces if f.score is not None]
 
 
@@ -367,10 +539,12 @@ def score_records(detector, records: Sequence, *, margin: float = TEST_MARGIN, b
                   device: str | None = None, distortion: tuple[str, dict] | None = None,
                   frame_sizes: dict[str, tuple[int, int] | None] | None = None,
                   load_rgb: Callable[[str], np.ndarray] | None = None, progress: bool = False,
-                  desc: str = "scoring") -> list[FaceScore]:
+                  desc: str = "scoring", temperature: float | None = None) -> list[FaceScore]:
     """Score stored face records: (distort the stored crop) -> 12.5% crop around the box -> model.
 
     ``distortion``: ``(kind, params)`` of ``unmask.evaluate.distortions``, applied via ``distort_stored_crop``.
+    ``temperature``: the checkpoint's calibration; ``FaceScore.score`` is then calibrated and ``score_raw``
+    keeps the softmax (without it both are the softmax).
     """
     from unmask.data.crops import margin_crop
 
@@ -392,10 +566,13 @@ def score_records(detector, records: Sequence, *, margin: float = TEST_MARGIN, b
                     img = distort_stored_crop(img, distortion[0], distortion[1], _crop_scale(r), r.crop_origin,
                                               (frame_sizes or {}).get(r.item_key))
                 crops.append(margin_crop(img, r.box, None, margin).image)
-            probs = predict(detector, crops, batch_size, device)
-            for r, p in zip(chunk, probs):
+            logits = predict_logits(detector, crops, batch_size, device)
+            probs_raw = logits_to_probability(logits, None)
+            probs = logits_to_probability(logits, temperature) if temperature is not None else probs_raw
+            for r, p, q in zip(chunk, probs, probs_raw):
                 out.append(FaceScore(item=r.item_key, frame_index=int(r.frame_index), face_index=int(r.face_index),
-                                     size=box_size(r.frame_box), score=float(p), detector_score=float(r.score)))
+                                     size=box_size(r.frame_box), score=float(p), detector_score=float(r.score),
+                                     score_raw=float(q)))
             if bar is not None:
                 bar.update(len(chunk))
     finally:
@@ -465,7 +642,7 @@ def _stored_item_info(o) -> ItemInfo:
 def score_store(detector, store, *, splits: Sequence[str] | None = None, methods: Sequence[str] | None = None,
                 datasets: Sequence[str] | None = None, num_frames: int = 32, margin: float = TEST_MARGIN,
                 batch_size: int = 32, device: str | None = None, distortion: tuple[str, dict] | None = None,
-                progress: bool = False, desc: str = "scoring") -> Scored:
+                progress: bool = False, desc: str = "scoring", temperature: float | None = None) -> Scored:
     """Score a prepared store's faces; every selected item is listed (no-face ones too), failed ones apart.
 
     ``methods`` selects fake methods (reals are always kept: a metric needs both classes).
@@ -483,7 +660,8 @@ def score_store(detector, store, *, splits: Sequence[str] | None = None, methods
     if distortion is not None and distortion[0] != "raw":
         frame_sizes = {o.key: stored_frame_size(o) for o in outcomes}
     faces = score_records(detector, records, margin=margin, batch_size=batch_size, device=device,
-                          distortion=distortion, frame_sizes=frame_sizes, progress=progress, desc=desc)
+                          distortion=distortion, frame_sizes=frame_sizes, progress=progress, desc=desc,
+                          temperature=temperature)
     return Scored(faces=faces, items=items, failed=failed, failed_items=failed_items)
 
 
@@ -572,6 +750,23 @@ def open_detector(checkpoint: str | None, *, untrained: bool = False, backbone: 
     meta = dict(det.meta())
     meta.update({"untrained": True, "note": UNTRAINED_NOTE, "path": None, "seed": int(seed)})
     return det, meta
+
+
+def decision_threshold(meta: dict, calibrated: bool = True) -> float:
+    """The threshold a verdict on this checkpoint's probability uses.
+
+    Calibrated probabilities (``calibrated`` and the checkpoint has a calibration): the calibration's own
+    validation-chosen threshold on calibrated video scores, else 0.5 (a calibrated probability's natural
+    threshold; the raw threshold would be on the wrong scale). Raw probabilities: ``checkpoint_threshold``,
+    else 0.5.
+    """
+    from unmask.evaluate.calibration import checkpoint_calibration
+
+    cal = checkpoint_calibration(meta) if calibrated else None
+    if cal is not None:
+        return float(cal.threshold) if cal.threshold is not None else 0.5
+    t = checkpoint_threshold(meta)
+    return 0.5 if t is None else t
 
 
 def checkpoint_threshold(meta: dict) -> float | None:

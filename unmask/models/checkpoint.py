@@ -12,6 +12,7 @@ Layout of the saved dict::
     val:      validation metrics of these weights (or None)
     epoch, step: where training was when it was saved
     training: optional resume state (optimizer, scheduler, rng, method, ...)
+    calibration: optional temperature-scaling fit (``unmask.evaluate.calibration.Calibration.to_meta``)
 
 Loading never runs code from the file. ``torch.load`` unpickles, and a pickle can call any Python function
 while it is read, so every checkpoint is read with ``weights_only=True``: torch's restricted unpickler, which
@@ -122,7 +123,7 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
     """Checkpoint file or run directory -> (network in eval mode on ``device``, meta).
 
     ``meta`` holds the detector meta (backbone, input_size, mean, std, ...) plus ``config``, ``val``,
-    ``epoch``, ``step`` and ``path`` (the file actually loaded).
+    ``epoch``, ``step``, ``path`` (the file actually loaded) and ``calibration`` (None when not calibrated).
     """
     state = load_checkpoint(path)
     try:
@@ -138,5 +139,5 @@ def load_detector(path: str | Path, device: str | torch.device = "cpu") -> tuple
         raise UnmaskError(f"checkpoint {state['path']} does not match its recorded backbone: {exc}") from None
     detector.to(device).eval()
     meta = dict(state["detector"])
-    meta.update({k: state.get(k) for k in ("config", "val", "epoch", "step", "path")})
+    meta.update({k: state.get(k) for k in ("config", "val", "epoch", "step", "path", "calibration")})
     return detector, meta
