@@ -60,11 +60,13 @@ class DrawConfig:
 class HullConfig:
     """Landmark hulls as SBI draws them: one type drawn uniformly from ``types`` per sample.
 
-    The four DeepFaceLab-style families of SBI's (optional) Face X-ray hull library: ``full`` = union of the
-    jaw, cheek, brow-nose and nose part hulls over the 68 points (below the brows); ``extended`` = the same with
-    the brows raised by half their distance to the eyes; ``components`` = the same parts with only the upper
-    jaw (the lower jaw corners are left out, the cheeks stay covered); ``facehull`` = the plain convex hull of
-    all points (81 with the forehead). ``face68`` = the convex hull of the 68 points. With probability ``p_68``
+    The four DeepFaceLab-style families of SBI's (optional) Face X-ray hull library: ``full`` = DFL's full-face
+    mask, the union of three part hulls over the 68 points (jaw line + mouth; nose ridge + tip; brows + jaw tops,
+    bridge top and nose tip); ``components`` = the union of eight part hulls (both jaw halves, both cheeks, the
+    brow centre and both eye regions down to the chin, the nose); ``extended`` = ``components`` with the brows
+    raised by half their distance to the eyes; ``facehull`` = the plain convex hull of all points (81 with the
+    forehead). ``full`` and ``components`` both cover the face below the brows. ``face68`` = the convex hull of
+    the 68 points. With probability ``p_68``
     only the 68 points are used (SBI: 25% of draws), which turns ``facehull`` into ``face68``.
     """
 

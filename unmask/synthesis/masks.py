@@ -35,21 +35,30 @@ def convex_hull(points: np.ndarray) -> np.ndarray:
     return cv2.convexHull(pts).reshape(-1, 2)
 
 
-# DeepFaceLab-style part groups over dlib's 68 points (the layout of the hull families SBI draws through its
-# optional Face X-ray library): each group's convex hull is one polygon, the mask is their union. Every group
-# but the lower-face ones reaches the chin (point 8), so the union covers the face below the brows, with
-# concave notches where the jaw meets the temples instead of one convex outline.
+# The hull families SBI draws through its optional Face X-ray library (DeepFaceLab / faceswap masks), as part
+# groups over dlib's 68 points: each group's convex hull is one polygon, the mask is their union.
+# ``components`` (8 parts): the two jaw halves (jaw line to the chin, each with its outer brow point), the two
+# cheeks (outer brow to the chin), the brow centre to the chin, the two eye regions (brow, nose bridge top,
+# nostrils, chin) and the nose; ``extended`` is the same with the brows raised. ``full`` (DFL's full-face mask,
+# 3 parts): the jaw line with the mouth, the nose ridge with the nose tip, and the brows with the jaw tops,
+# the nose bridge top and the nose tip. Both cover the face below the brows (``full`` ~ the 68-point hull),
+# with small concave notches where the jaw meets the temples instead of one convex outline.
 _CHIN = (8,)
-_UPPER_PARTS = (
-    (17, 18, 19) + _CHIN,  # right cheek (image left): outer brow to the chin
+_COMPONENT_PARTS = (
+    tuple(range(0, 9)) + (17,),  # right jaw half (image left) with the outer brow point
+    tuple(range(8, 17)) + (26,),  # left jaw half
+    (17, 18, 19) + _CHIN,  # right cheek: outer brow to the chin
     (24, 25, 26) + _CHIN,  # left cheek
     tuple(range(19, 25)) + _CHIN,  # brow centre / nose ridge to the chin
     tuple(range(17, 22)) + (27,) + tuple(range(31, 36)) + _CHIN,  # right eye region
     tuple(range(22, 27)) + (27,) + tuple(range(31, 36)) + _CHIN,  # left eye region
     tuple(range(27, 36)),  # nose
 )
-_FULL_JAW = (tuple(range(0, 9)) + (17,), tuple(range(8, 17)) + (26,))
-_COMPONENT_JAW = (tuple(range(0, 5)) + (17,), tuple(range(12, 17)) + (26,))  # upper jaw only
+_DFL_FULL_PARTS = (
+    tuple(range(0, 17)) + tuple(range(48, 68)),  # jaw line + mouth
+    (27, 28, 29, 30, 33),  # nose ridge + nose tip
+    tuple(range(17, 27)) + (0, 27, 16, 33),  # brows + jaw tops, nose bridge top, nose tip
+)
 
 
 def _raised_brows(lm68: np.ndarray) -> np.ndarray:
@@ -76,10 +85,11 @@ def hull_polygons(lm: np.ndarray, hull_type: str) -> list[np.ndarray]:
         return [convex_hull(lm)]
     if hull_type == "face68":
         return [convex_hull(lm[:68])]
-    if hull_type in ("full", "extended", "components"):
+    if hull_type == "full":
+        return [convex_hull(lm[list(g)]) for g in _DFL_FULL_PARTS]
+    if hull_type in ("extended", "components"):
         p = _raised_brows(lm[:68]) if hull_type == "extended" else lm[:68]
-        jaw = _COMPONENT_JAW if hull_type == "components" else _FULL_JAW
-        return [convex_hull(p[list(g)]) for g in jaw + _UPPER_PARTS]
+        return [convex_hull(p[list(g)]) for g in _COMPONENT_PARTS]
     raise ValueError(f"unknown hull type {hull_type!r}")
 
 
