@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("detect", "fake probability (and heat maps) for your own images and videos"),
     "export": ("export", "export a checkpoint to ONNX and check it against torch"),
     "probe": ("probe", "sensitivity to shallow feature statistics (paper 003 Tables II-III): metrics + t-SNE"),
+    "prle-maps": ("prle_maps", "paper 001 PRLE: a model zoo's Grad-CAM map per stored face (cached) + gallery"),
 }
 
 

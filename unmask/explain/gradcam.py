@@ -5,6 +5,12 @@ averaged gradient of a target and keeps the positive part; pytorch-grad-cam comp
 fake-vs-real log-odds (logit_fake - logit_real), the quantity the score is a function of. The layer
 is the detector's ``cam_layer`` (its last convolutional stage, chosen by ``unmask.models``), and the input
 is the same [0, 1] crop the detector scores, so the map explains exactly the score ``detect`` prints.
+``cam_target`` picks another quantity (``CAM_TARGETS``): ``fake_prob`` is paper 001's eq. 3 as printed (the
+gradient of the predicted score y^ = softmax(logits)[fake]); for two logits y^ = sigmoid(log-odds), so its gradient
+is y^(1 - y^) times the log-odds' -- a positive factor per face, which the ReLU and the per-face min-max scaling
+remove: ``fake_prob`` and ``logodds`` give the same map, except that y^(1 - y^) underflows on confident faces, so
+``logodds`` is the default everywhere (``unmask prle-maps`` included). ``fake_logit`` is the fake logit alone;
+``predicted`` the log-odds of the class each face is called (|log-odds|: what makes a real face look real).
 Each map is min-max scaled to [0, 1] per face (pytorch-grad-cam's convention): it shows *where* the
 evidence is, not how strong it is -- the score says that.
 """
@@ -30,8 +36,56 @@ class LogOddsTarget:
         return output[..., self.cls] - output[..., 1 - self.cls]
 
 
-def gradcam_maps(detector, batch, target: int = FAKE, layer=None) -> tuple[np.ndarray, np.ndarray]:
-    """Grad-CAM of class ``target``'s log-odds for a (B, 3, S, S) [0, 1] batch.
+class FakeLogitTarget:
+    """Grad-CAM target: the logit of ``cls`` alone."""
+
+    def __init__(self, cls: int = FAKE) -> None:
+        self.cls = int(cls)
+
+    def __call__(self, output):
+        return output[..., self.cls]
+
+
+class ProbTarget:
+    """Grad-CAM target: the softmax probability of ``cls`` (paper 001 eq. 3's y^ for ``cls`` = fake)."""
+
+    def __init__(self, cls: int = FAKE) -> None:
+        self.cls = int(cls)
+
+    def __call__(self, output):
+        return output.float().softmax(-1)[..., self.cls]
+
+
+class PredictedTarget:
+    """Grad-CAM target: the log-odds of the class the face is called, |logit_fake - logit_real| (its gradient is
+    the fake log-odds' for a face called fake and the real log-odds' for a face called real)."""
+
+    def __call__(self, output):
+        return (output[..., FAKE] - output[..., 1 - FAKE]).abs()
+
+
+CAM_TARGETS = ("logodds", "fake_logit", "fake_prob", "predicted")
+
+
+def cam_target_object(name: str, cls: int = FAKE):
+    """The pytorch-grad-cam target for a ``CAM_TARGETS`` name (``cls`` = the class of the first three)."""
+    if name == "logodds":
+        return LogOddsTarget(cls)
+    if name == "fake_logit":
+        return FakeLogitTarget(cls)
+    if name == "fake_prob":
+        return ProbTarget(cls)
+    if name == "predicted":
+        return PredictedTarget()
+    from unmask.errors import UnmaskError
+
+    raise UnmaskError(f"unknown Grad-CAM target {name!r} (one of: {', '.join(CAM_TARGETS)})")
+
+
+def gradcam_maps(detector, batch, target: int = FAKE, layer=None,
+                 cam_target: str = "logodds") -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM of class ``target``'s log-odds (or of ``cam_target``, see the module docstring) for a
+    (B, 3, S, S) [0, 1] batch.
 
     Returns (maps (B, S, S) in [0, 1], fake probabilities (B,)). A map is all zero when nothing in the face
     pushes towards ``target``. The detector is put in eval mode (as pytorch-grad-cam does); one forward +
@@ -47,7 +101,7 @@ def gradcam_maps(detector, batch, target: int = FAKE, layer=None) -> tuple[np.nd
     x = batch.detach().clone().requires_grad_(True)  # a graph exists even if the weights are frozen
     reshape = getattr(detector, "cam_reshape", None)  # token outputs (ViT) -> (B, C, h, w)
     with GradCAM(model=detector, target_layers=[layer], reshape_transform=reshape) as cam:
-        maps = cam(input_tensor=x, targets=[LogOddsTarget(target)] * x.shape[0])
+        maps = cam(input_tensor=x, targets=[cam_target_object(cam_target, target)] * x.shape[0])
         probs = torch.softmax(cam.outputs.detach().float(), dim=1)[:, FAKE].cpu().numpy()
     return np.asarray(maps, dtype=np.float32), probs.astype(np.float64)
 

@@ -26,8 +26,8 @@ For average fusion that is exactly s(x) > tau1 (tau1 >= 0); for neighbouring fus
 neighbourhood maximum is then > 0) or s(x) > tau1.
 
 **Top-alpha masks (eq. 9-12)**: V = the pixels with A^ > 0 in descending order of A^; V_alpha = its first
-floor(alpha |V|) pixels (alpha = 1: all of V, i.e. exactly M_b; alpha -> 0: none); the masked image is
-I * (1 - V_alpha (.) M_b). :func:`top_alpha_mask` gives V_alpha (.) M_b as a bool HxW.
+floor(alpha |V|) pixels, ties at the cut included (alpha = 1: all of V, i.e. exactly M_b; alpha -> 0: none);
+the masked image is I * (1 - V_alpha (.) M_b). :func:`top_alpha_mask` gives V_alpha (.) M_b as a bool HxW.
 """
 
 from __future__ import annotations
@@ -122,20 +122,23 @@ def fuse(maps: np.ndarray, method: str = "neighbour", tau1: float = TAU1, lam: f
 
 
 def top_alpha_mask(value: np.ndarray, binary: np.ndarray, alpha: float) -> np.ndarray:
-    """V_alpha (.) M_b (eq. 9-12) as a bool HxW: the floor(alpha |V|) highest-valued pixels among V = {A^ > 0},
-    kept where M_b is 1. alpha = 1 gives exactly M_b (for M_b = A^ > 0); alpha -> 0 gives nothing. Ties at the
-    cut are broken by numpy's (deterministic) selection order."""
+    """V_alpha (.) M_b (eq. 9-12) as a bool HxW: the pixels of V = {A^ > 0} whose value is at least that of the
+    n-th highest, n = floor(alpha |V|), kept where M_b is 1. alpha = 1 gives exactly M_b (for M_b = A^ > 0);
+    alpha -> 0 (n = 0) gives nothing. Pixels tied with the n-th are all kept (so |V_alpha| >= n): stored maps are
+    8-bit, so a cut inside a tie level would pick an arbitrary part of an iso-level ring (streaks in the mask);
+    keeping whole levels makes the mask's edge an iso-contour of A^ and the result independent of pixel order."""
     v = np.asarray(value, dtype=np.float32)
     flat = v.ravel()
-    pos = np.flatnonzero(flat > 0)
-    n = int(np.floor(float(alpha) * pos.size + 1e-9))
-    out = np.zeros(flat.size, bool)
-    if n >= pos.size:
-        out[pos] = True
-    elif n > 0:
-        top = np.argpartition(-flat[pos], n - 1)[:n]
-        out[pos[top]] = True
-    return out.reshape(v.shape) & np.asarray(binary, dtype=bool)
+    vals = flat[flat > 0]
+    n = int(np.floor(float(alpha) * vals.size + 1e-9))
+    if n <= 0:
+        out = np.zeros(v.shape, bool)
+    elif n >= vals.size:
+        out = v > 0
+    else:
+        cut = np.partition(vals, vals.size - n)[vals.size - n]  # the n-th highest value
+        out = v >= cut
+    return out & np.asarray(binary, dtype=bool)
 
 
 def masked_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
