@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "score a checkpoint on prepared data: metrics, tables, ROC"),
     "protocol": ("protocol", "run a paper's evaluation protocol (cross-dataset, cross-manipulation, robustness)"),
     "detect": ("detect", "fake probability (and heat maps) for your own images and videos"),
+    "serve": ("serve", "REST API and a web page for detection (FastAPI; 127.0.0.1 by default)"),
     "export": ("export", "export a checkpoint to ONNX and check it against torch"),
     "probe": ("probe", "sensitivity to shallow feature statistics (paper 003 Tables II-III): metrics + t-SNE"),
     "prle-maps": ("prle_maps", "paper 001 PRLE: a model zoo's Grad-CAM map per stored face (cached) + gallery"),
