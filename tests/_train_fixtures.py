@@ -48,6 +48,42 @@ def toy_train_data(n: int = 32, size: int = 32, seed: int = 0) -> TrainData:
                      images_per_sample=2)
 
 
+class ToyPRLE(Dataset):
+    """``ToyPairs``' reals and fakes as single faces (B of them, both classes), each through PRLE's own loader-side
+    masking (``unmask.methods.prle.PRLEAugment``, random rectangles: no store, no maps), as the ``prle`` recipe
+    yields them: image, label, index, prle_aug / prle_alpha / prle_area."""
+
+    def __init__(self, n: int = 32, size: int = 32, seed: int = 0) -> None:
+        from unmask.methods.prle import PRLEAugment
+
+        self.pairs = ToyPairs(n, size, seed)
+        self.aug = PRLEAugment(p=0.5, mask_source="random")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.pairs.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return 2 * self.pairs.n
+
+    def __getitem__(self, index: int):
+        import numpy as np
+
+        pair = self.pairs[index // 2]
+        label = index % 2
+        img = (pair["fake" if label else "real"].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        rng = np.random.default_rng((self.pairs.seed, self.pairs.epoch, index))
+        img, extra = self.aug(img, None, None, rng)
+        item = {"image": torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255,
+                "label": torch.tensor(label), "index": torch.tensor(index)}
+        item.update({k: torch.tensor(v, dtype=torch.float32) for k, v in extra.items()})
+        return item
+
+
+def toy_prle_data(n: int = 32, size: int = 32, seed: int = 0) -> TrainData:
+    return TrainData(train=ToyPRLE(n // 2, size, seed), collate=default_collate, val=None, val_faces=[],
+                     images_per_sample=1)
+
+
 def cpu_method(cfg):
     """(method, model): the config's method with its model built from torch seed 0 and attached on CPU, as the
     trainer would, for tests that drive ``method.step`` and the epoch hooks themselves."""
@@ -90,4 +126,5 @@ def one_torch_thread():
     torch.set_num_threads(old)
 
 
-__all__ = ["one_torch_thread", "ToyPairs", "toy_pair_collate", "toy_train_data", "default_collate"]
+__all__ = ["one_torch_thread", "ToyPairs", "ToyPRLE", "toy_pair_collate", "toy_train_data", "toy_prle_data",
+           "default_collate"]

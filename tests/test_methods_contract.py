@@ -13,7 +13,7 @@ from unmask.models import Arch, load_detector
 from unmask.train.config import load_train_config
 from unmask.train.loop import train
 
-from _train_fixtures import one_torch_thread, toy_train_data  # noqa: F401 (autouse)
+from _train_fixtures import one_torch_thread, toy_prle_data, toy_train_data  # noqa: F401 (autouse)
 
 TINY = ["model.backbone=resnet18", "model.pretrained=null", "model.input_size=32", "run.progress=false",
         "run.tensorboard=false", "data.num_workers=0", "optim.name=sam", "optim.lr=0.01", "epochs=2",
@@ -23,6 +23,8 @@ EXTRA = {"bbmg_nrs": ["method.nrs.start_epoch=2", "method.nrs.k_s=6", "method.nr
          "pim": ["optim.name=sgd"], "dualflat": ["optim.name=sgd"],
          # L2M: a small teacher ViT (the default is paper 004's 6 blocks x 2048 wide)
          "l2m": ["method.teacher.depth=1", "method.teacher.latent_dim=48", "method.teacher.mlp_dim=64"]}
+# Methods whose batches carry more than the pair format: their own toy data (prle: faces masked in the loader)
+DATA = {"prle": toy_prle_data}
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -33,7 +35,7 @@ def test_registered_method_contract(name, tmp_path):
     assert isinstance(method.detector(method.build()), Arch)  # a registered network (timm_classifier, sola, ...)
 
     torch.manual_seed(0)
-    result = train(cfg, tmp_path / "run", data=toy_train_data(n=12))
+    result = train(cfg, tmp_path / "run", data=DATA.get(name, toy_train_data)(n=12))
     assert result.steps == 6 and all(math.isfinite(v) for v in result.losses)
 
     detector, meta = load_detector(tmp_path / "run")

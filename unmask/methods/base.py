@@ -48,11 +48,16 @@ class DataRecipe:
     ``masks``: ``real_fake`` items also carry the manipulation mask cropped like the face (``mask`` ``(1, S, S)``
     in [0, 1], zeros for reals; ``mask_valid`` 0 for a fake whose benchmark shipped no mask), e.g. for SOLA's
     mask-supervised losses.
+    ``face_aug``: a picklable per-sample augmentation the ``real_fake`` dataset runs in its loader workers after
+    the crop, resize and flip, ``face_aug(image uint8, maps, landmarks, rng) -> (image, extra items)``; its
+    ``map_set`` (or None) names the map sidecars cut with the face, ``uses_landmarks`` asks for the landmarks
+    (PRLE's masking, :class:`unmask.methods.prle.PRLEAugment`).
     """
 
     kind: Literal["pairs", "real_fake"]
     synthesizer: str | None = None
     masks: bool = False
+    face_aug: Any = None
 
 
 class Method:

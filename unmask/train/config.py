@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from unmask.config import apply_overrides, from_dict, load_yaml, to_dict
 from unmask.errors import ConfigError
+from unmask.synthesis.config import ColorConfig
 
 
 @dataclass
@@ -25,6 +26,32 @@ class ModelConfig:
     drop_rate: float = 0.0  # dropout on the pooled features before the classifier (SBI's EfficientNet-B4: 0.4)
     drop_path_rate: float = 0.0  # stochastic depth in the trunk, timm drop_path_rate (SBI's EfficientNet-B4: 0.2)
     options: dict[str, Any] = field(default_factory=dict)  # the arch's own options (e.g. f3net: fad_bands)
+
+
+@dataclass(frozen=True)
+class LightColorConfig(ColorConfig):
+    """SBI's final-augmentation colour magnitudes (paper 000 sec. 4.1; ``unmask.synthesis.config.FinalAugConfig``)."""
+
+    p_hsv: float = 0.3
+    p_brightness_contrast: float = 0.3
+    brightness: float = 0.3
+    contrast: float = 0.3
+
+
+@dataclass
+class LightAugConfig:
+    """The usual light augmentation of supervised (``real_fake``) training faces, after the crop and flip: the
+    list paper 003 sec. V-B names for its "with augmentation" rows (RGBShift, HueSaturationValue,
+    RandomBrightnessContrast, ImageCompression, GaussNoise) at SBI's final-augmentation magnitudes; the noise at
+    albumentations' GaussNoise defaults (variance 10-50 in 0-255 units, p 0.5). Off by default: each config says
+    whether its paper table uses it."""
+
+    enabled: bool = False
+    color: LightColorConfig = field(default_factory=LightColorConfig)
+    p_jpeg: float = 0.5
+    jpeg_quality: tuple[int, int] = (40, 100)
+    p_noise: float = 0.5
+    noise_sigma: tuple[float, float] = (3.16, 7.07)  # 0-255 units (sqrt of variance 10-50)
 
 
 @dataclass
@@ -41,6 +68,9 @@ class DataConfig:
     margin: tuple[float, float] = (0.04, 0.20)  # random crop margin per side in training (paper 000 sec. 4.1)
     val_margin: float = 0.125  # fixed margin at validation / test time (paper 000 sec. 4.1)
     augment: bool = True
+    # real_fake recipe: draw real and fake faces 1:1 (FF++ is 1 real : 4 fake); pair recipes are 1:1 already
+    balanced: bool = False
+    light_aug: LightAugConfig = field(default_factory=LightAugConfig)  # colour / JPEG / noise (real_fake recipe)
     largest_only: bool = True  # train on the largest face of each frame
     max_faces: int | None = None  # cap the training faces (evenly spaced), for quick runs
     max_val_faces: int | None = None

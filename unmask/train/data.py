@@ -2,7 +2,10 @@
 
 * ``pairs`` recipe -> ``unmask.synthesis.PairDataset`` over the store's **real** training faces (each real
   and its pseudo-fake; ``pair_collate`` batches B reals then their B fakes).
-* ``real_fake`` recipe -> :class:`FaceDataset` over real **and** fake training faces (supervised baseline).
+* ``real_fake`` recipe -> :class:`FaceDataset` over real **and** fake training faces (supervised baseline);
+  ``data.balanced`` draws reals and fakes 1:1 (:class:`unmask.train.seeding.EpochSampler` ``labels``),
+  ``data.light_aug`` adds colour / JPEG / noise (:func:`light_augment`), and a method's ``DataRecipe.face_aug``
+  (PRLE's masking) runs per sample with the store's map sidecars cut like the face.
 * validation (fixed 12.5% margin, no augmentation; see :mod:`unmask.train.validation`), by ``data.val_fakes``:
   ``pseudo`` (the default of pair methods) -> :class:`PseudoFakeValSet`, the validation split's **real** faces
   and one pseudo-fake of each from the method's own synthesizer, drawn with a fixed seed (the same images every
@@ -45,16 +48,28 @@ class FaceDataset(Dataset):
     ``(1, S, S)`` float in [0, 1] (the stored manipulation mask, cut by the same window, resized by area
     averaging and flipped with the face; zeros for a real face) and ``"mask_valid"`` (0 for a fake without a
     stored mask, whose zeros would be a wrong target).
+
+    ``light_aug`` (a :class:`~unmask.train.config.LightAugConfig`, used when ``augment``) follows the flip.
+    ``face_aug`` (a method's ``DataRecipe.face_aug``) comes last, on the uint8 crop: with its ``map_set`` the
+    face's map sidecars under ``store_root`` (:func:`unmask.data.map_sidecars.load_maps`, at the stored crop's
+    geometry) are cut by the same window, resized by :func:`resize_face` and flipped with the face, so a map
+    stays on the pixels it was computed for; its extra items (floats) join the item as tensors.
     """
 
     def __init__(self, faces: Sequence[FaceRecord], image_size: int, margin: float | tuple[float, float],
-                 seed: int = 0, augment: bool = False, masks: bool = False) -> None:
+                 seed: int = 0, augment: bool = False, masks: bool = False, light_aug: Any = None,
+                 face_aug: Any = None, store_root: str | None = None) -> None:
         self.faces = list(faces)
         self.image_size = int(image_size)
         self.margin = margin
         self.seed = int(seed)
         self.augment = augment
         self.masks = bool(masks)
+        self.light_aug = light_aug if light_aug is not None and light_aug.enabled else None
+        self.face_aug = face_aug
+        if face_aug is not None and face_aug.map_set and not store_root:
+            raise UnmaskError("PRLE maps need the prepared store's root (store_root)")
+        self.store_root = store_root
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -70,16 +85,47 @@ class FaceDataset(Dataset):
         margin = self.margin if self.augment else (
             self.margin if isinstance(self.margin, float) else float(np.mean(self.margin))
         )
-        cut = margin_crop(img, rec.box, None, margin, rng=rng)
+        fa = self.face_aug
+        cut = margin_crop(img, rec.box, rec.landmarks if fa is not None and fa.uses_landmarks else None, margin,
+                          rng=rng)
         crop = resize_face(cut.image, self.image_size)
         flip = self.augment and rng.random() < 0.5
         if flip:
             crop = crop[:, ::-1]
+        if self.light_aug is not None and self.augment:
+            crop = light_augment(crop, self.light_aug, rng)
+        extra: dict[str, Any] = {}
+        if fa is not None:
+            maps = self._maps(rec, img.shape[:2], cut.window, flip) if fa.map_set else None
+            lm = None
+            if cut.landmarks is not None:
+                h, w = cut.image.shape[:2]
+                lm = cut.landmarks * np.array([self.image_size / w, self.image_size / h], np.float32)
+                if flip:
+                    lm[:, 0] = self.image_size - lm[:, 0]
+            crop, extra = fa(np.ascontiguousarray(crop), maps, lm, rng)
         item = {"image": to_tensor(crop), "label": torch.tensor(rec.label, dtype=torch.long),
                 "index": torch.tensor(index, dtype=torch.long)}
+        item.update({k: torch.tensor(v, dtype=torch.float32) for k, v in extra.items()})
         if self.masks:
             item.update(self._mask(rec, img.shape[:2], cut.window, flip))
         return item
+
+    def _maps(self, rec: FaceRecord, shape: tuple[int, int], window: tuple[int, int, int, int],
+              flip: bool) -> np.ndarray:
+        """The face's (K, S, S) map sidecars cut by ``window``, resized like the face and flipped with it."""
+        from unmask.data.map_sidecars import load_maps
+
+        fa = self.face_aug
+        maps = load_maps(self.store_root, fa.map_set, rec, fa.members)
+        if maps.shape[1:] != tuple(shape):  # load_maps checks the PNG header; this is the decoded crop
+            raise UnmaskError(f"PRLE maps of {rec.crop_path} are {maps.shape[2]}x{maps.shape[1]}, the crop "
+                              f"{shape[1]}x{shape[0]}")
+        x0, y0, x1, y1 = window
+        cut = np.ascontiguousarray(maps[:, y0:y1, x0:x1].transpose(1, 2, 0))  # HxWxK for OpenCV
+        out = resize_face(cut, self.image_size).reshape(self.image_size, self.image_size, -1)
+        out = out.transpose(2, 0, 1)
+        return np.ascontiguousarray(out[:, :, ::-1] if flip else out)
 
     def _mask(self, rec: FaceRecord, shape: tuple[int, int], window: tuple[int, int, int, int],
               flip: bool) -> dict[str, torch.Tensor]:
@@ -100,6 +146,25 @@ class FaceDataset(Dataset):
         if flip:
             m = m[:, ::-1]
         return {"mask": torch.from_numpy(np.ascontiguousarray(m))[None], "mask_valid": torch.tensor(1.0)}
+
+
+def light_augment(img: np.ndarray, cfg, rng: np.random.Generator) -> np.ndarray:
+    """``data.light_aug`` on a uint8 RGB face: colour (RGB shift, HSV, brightness/contrast; their own
+    probabilities), then JPEG with ``p_jpeg`` at a quality in ``jpeg_quality``, then Gaussian noise with ``p_noise``
+    (sigma in ``noise_sigma``, 0-255 units). The transforms are ``unmask.synthesis.transforms``'."""
+    from unmask.synthesis.transforms import color_random, jpeg
+
+    out = np.ascontiguousarray(img)
+    if cfg.color.enabled:
+        out, _ = color_random(out, cfg.color, rng)
+    if rng.random() < cfg.p_jpeg:
+        lo, hi = cfg.jpeg_quality
+        out = jpeg(out, int(rng.integers(lo, hi + 1)))
+    if rng.random() < cfg.p_noise:
+        sigma = float(rng.uniform(*cfg.noise_sigma))
+        noise = rng.standard_normal(out.shape, dtype=np.float32) * sigma
+        out = np.clip(out.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    return out
 
 
 class PseudoFakeValSet(Dataset):
@@ -156,6 +221,7 @@ class TrainData:
     val: Dataset | None
     val_faces: list[FaceRecord]
     images_per_sample: int  # 2 for pair datasets (a real and its pseudo-fake), else 1
+    balance_labels: list[int] | None = None  # one label per training sample: the sampler draws classes 1:1
 
 
 def _store_faces(store, split: str | None, labels, methods, dataset: str | None,
@@ -170,6 +236,7 @@ def build_train_data(cfg, recipe) -> TrainData:
     from unmask.data.store import PreparedStore
 
     d = cfg.data
+    balance = None
     if not d.store:
         raise UnmaskError("data.store is not set: give the prepared store (unmask prepare) as data.store=PATH")
     if not Path(d.store).is_dir():
@@ -191,9 +258,17 @@ def build_train_data(cfg, recipe) -> TrainData:
         faces = pick_evenly(faces, d.max_faces)
         if not faces:
             raise UnmaskError(f"no faces in split {d.train_split!r} of {d.store}")
+        face_aug = getattr(recipe, "face_aug", None)
+        if face_aug is not None and face_aug.map_set:
+            _check_map_set(d.store, face_aug)
         train = FaceDataset(faces, size, tuple(d.margin), seed=cfg.seed, augment=d.augment,
-                            masks=getattr(recipe, "masks", False))
+                            masks=getattr(recipe, "masks", False), light_aug=d.light_aug, face_aug=face_aug,
+                            store_root=d.store)
         collate, per_sample = default_collate, 1
+        if d.balanced:
+            balance = [f.label for f in faces]
+            if len(set(balance)) < 2:
+                raise UnmaskError(f"data.balanced: split {d.train_split!r} of {d.store} holds one class only")
     val, val_faces = None, []
     if d.val_split:
         # Every face of a frame (the frame score is the max over faces).
@@ -207,4 +282,16 @@ def build_train_data(cfg, recipe) -> TrainData:
                                     d.max_val_faces)
             if val_faces:
                 val = FaceDataset(val_faces, size, float(d.val_margin), seed=0, augment=False)
-    return TrainData(train=train, collate=collate, val=val, val_faces=val_faces, images_per_sample=per_sample)
+    return TrainData(train=train, collate=collate, val=val, val_faces=val_faces, images_per_sample=per_sample,
+                     balance_labels=balance)
+
+
+def _check_map_set(store: str, face_aug) -> None:
+    """Before any worker starts: the map set exists and holds the members asked for (one-line errors)."""
+    from unmask.data.map_sidecars import map_set_members
+
+    have = map_set_members(store, face_aug.map_set)
+    missing = [m for m in (face_aug.members or ()) if m not in have]
+    if missing:
+        raise UnmaskError(f"map set {face_aug.map_set!r} of {store} has no member {', '.join(map(repr, missing))} "
+                          f"(its members: {', '.join(have)})")

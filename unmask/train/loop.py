@@ -98,7 +98,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
     data = data or build_train_data(cfg, method.data_recipe)
     steps_per_epoch = cfg.steps_per_epoch or max(1, len(data.train) // (cfg.batch_size * dist.world_size))
     sampler = EpochSampler(len(data.train), cfg.batch_size, steps_per_epoch, seed=cfg.seed,
-                           rank=dist.rank, world_size=dist.world_size)
+                           rank=dist.rank, world_size=dist.world_size, labels=data.balance_labels)
     optimizer = build_optimizer(module.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule, steps_per_epoch, cfg.epochs)
     if dist.is_main:

@@ -66,12 +66,20 @@ class EpochSampler(Sampler[int]):
     indices exist (so ``steps_per_epoch`` may exceed one pass); rank r takes every world_size-th index from r.
     ``set_epoch`` picks the epoch (as DistributedSampler), ``set_start`` skips the first n indices of this
     rank (resuming mid-epoch).
+
+    ``labels`` (one per dataset index) makes the draw **class-balanced** (``data.balanced``): every class fills an
+    equal share of the epoch from its own fresh permutations (a minority class repeats, a majority class is
+    subsampled), interleaved by one more seeded permutation, so any window of the order is ~1:1 and the
+    order stays a pure function of (seed, epoch).
     """
 
     def __init__(self, dataset_size: int, batch_size: int, steps: int, seed: int = 0, shuffle: bool = True,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, labels=None) -> None:
         if dataset_size <= 0:
             raise ValueError("the training set is empty")
+        self.labels = None if labels is None else np.asarray(labels)
+        if self.labels is not None and self.labels.shape != (dataset_size,):
+            raise ValueError(f"labels: one per sample expected ({dataset_size}), got {self.labels.shape}")
         self.n = dataset_size
         self.batch_size = batch_size
         self.steps = steps
@@ -91,10 +99,25 @@ class EpochSampler(Sampler[int]):
     def epoch_indices(self) -> list[int]:
         total = self.steps * self.batch_size * self.world_size
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.labels is not None:
+            return self._balanced(total, gen)[self.rank :: self.world_size]
         order: list[int] = []
         while len(order) < total:
             order += torch.randperm(self.n, generator=gen).tolist() if self.shuffle else list(range(self.n))
         return order[:total][self.rank :: self.world_size]
+
+    def _balanced(self, total: int, gen: torch.Generator) -> list[int]:
+        classes = np.unique(self.labels)
+        share = -(-total // len(classes))  # ceil: every class the same count
+        picked: list[int] = []
+        for c in classes:
+            members = np.flatnonzero(self.labels == c)
+            order: list[int] = []
+            while len(order) < share:
+                order += members[torch.randperm(members.size, generator=gen).numpy()].tolist()
+            picked += order[:share]
+        mix = torch.randperm(len(picked), generator=gen).tolist()
+        return [picked[i] for i in mix][:total]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.epoch_indices()[self.start :])
