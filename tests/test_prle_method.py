@@ -313,3 +313,26 @@ def test_prle_config_checks():
         with pytest.raises(ConfigError):
             load_train_config(None, [*TINY, bad])
     assert PRLEConfig().p == 0.5 and PRLEConfig().gamma == 1.0 and PRLEConfig().tau1 == 0.3
+
+
+def test_paper_001_configs_name_their_tables_and_keep_sec_iv_b_numbers():
+    root = Path(__file__).resolve().parents[1] / "configs" / "prle"
+    files = sorted(root.glob("table*.yaml"))
+    tables = {p.name.split("_")[0] for p in files}
+    assert tables == {"table2", "table3", "table4", "table5", "table6", "table7"}
+    for p in files:
+        cfg = load_train_config(p)
+        assert cfg.paper.startswith("001 Table ") and cfg.method.name in ("prle", "baseline"), p
+        assert cfg.model.input_size == 256 and cfg.batch_size == 64 and cfg.data.balanced, p
+        if cfg.method.name == "prle":
+            o = cfg.method
+            assert (o.p, o.gamma, o.lam) == (0.5, 1.0, 0.15), p
+            assert o.tau1 == 0.3 or p.name.startswith("table5"), p
+    # the rows' own switches
+    assert load_train_config(root / "table4_vgg_random.yaml").method.mask_source == "random"
+    assert load_train_config(root / "table5_resnet50_average_low.yaml").method.tau1 < 0.3
+    assert load_train_config(root / "table6_efficientnet_xception_only.yaml").method.members == ["xception"]
+    assert load_train_config(root / "table7_resnet50_fixed.yaml").method.dynamic is False
+    f3 = load_train_config(root / "table3_fsh_f3net_prle.yaml")
+    assert f3.model.arch == "f3net" and f3.data.fake_methods == ["FaceShifter"]
+    assert len([p for p in files if p.name.startswith("table2")]) == 10  # five backbones +- PRLE
