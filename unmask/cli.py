@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "gallery of pseudo-fakes (real | mask | fake) for a synthesis recipe"),
     "train": ("train", "train a detector with one of the registered methods from a YAML config"),
     "evaluate": ("evaluate", "score a checkpoint on prepared data: metrics, tables, ROC"),
+    "calibrate": ("calibrate", "fit a run's temperature (calibrated probabilities) on its validation set"),
     "protocol": ("protocol", "run a paper's evaluation protocol (cross-dataset, cross-manipulation, robustness)"),
     "detect": ("detect", "fake probability (and heat maps) for your own images and videos"),
     "serve": ("serve", "REST API and a web page for detection (FastAPI; 127.0.0.1 by default)"),

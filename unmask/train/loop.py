@@ -222,6 +222,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
                             epoch=epoch, step=global_step)
         barrier()
 
+    if dist.is_main and data.val is not None and losses and (run_dir / BEST).is_file():
+        from unmask.train.calibrate import calibrate_at_end  # temperature scaling of best.pt (Guo et al. 2017)
+
+        calibrate_at_end(cfg, run_dir / BEST, data, device, autocast if amp_on else None, logger, global_step)
     logger.close()
     return TrainResult(run_dir=run_dir, epochs=cfg.epochs, steps=global_step, best=best, last_val=last_val,
                        losses=losses, seconds=time.time() - t_start)
