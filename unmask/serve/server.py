@@ -219,7 +219,11 @@ async def read_upload(request, folder: Path, max_bytes: int):
         if state["sink"] is not None:
             state["sink"].close()
         raise
-    except Exception as exc:
+    except BaseException as exc:  # also the time limit's cancellation and a client that went away
+        if not isinstance(exc, Exception):
+            if state["sink"] is not None:
+                state["sink"].close()
+            raise
         if state["sink"] is not None:
             state["sink"].close()
         from starlette.requests import ClientDisconnect
