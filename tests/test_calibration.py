@@ -4,8 +4,6 @@ scoring core (faces found once, each model on the same crops, the mean of calibr
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +102,16 @@ def test_training_ends_with_a_calibrated_best_checkpoint(runs):
     assert any(r["kind"] == "calibration" for r in read_metrics(runs[0]))
 
 
-def test_calibrate_command_rewrites_best_keeping_weights(runs, prepared_ffpp, tmp_path):
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    from unmask.cli import main
+
+    capsys.readouterr()
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_calibrate_command_rewrites_best_keeping_weights(runs, prepared_ffpp, tmp_path, capsys):
     import shutil
 
     from unmask.models.checkpoint import load_checkpoint
@@ -114,11 +121,10 @@ def test_calibrate_command_rewrites_best_keeping_weights(runs, prepared_ffpp, tm
     before = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
     before.pop("calibration")  # as a run trained before calibration existed
     torch.save(before, run / "best.pt")
-    proc = subprocess.run([sys.executable, "-m", "unmask.cli", "calibrate", "--checkpoint", str(run), "--data",
-                           str(prepared_ffpp), "--split", "val", "--format", "json", "--device", "cpu"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout)
+    code, stdout, stderr = _cli(["calibrate", "--checkpoint", str(run), "--data", str(prepared_ffpp), "--split", "val",
+                                 "--format", "json", "--device", "cpu"], capsys)
+    assert code == 0, stderr[-2000:]
+    out = json.loads(stdout)
     after = torch.load(run / "best.pt", map_location="cpu", weights_only=True)  # still plain data
     assert after["calibration"] == out["calibration"] and after["calibration"]["temperature"] > 0
     assert set(after) == set(before) | {"calibration"}
@@ -126,9 +132,20 @@ def test_calibrate_command_rewrites_best_keeping_weights(runs, prepared_ffpp, tm
         assert after["model"][k].dtype == v.dtype and after["model"][k].numpy().tobytes() == v.numpy().tobytes()
     assert {k: after[k] for k in ("config", "val", "epoch", "step")} == {k: before[k] for k in ("config", "val", "epoch", "step")}
     assert load_checkpoint(run)["calibration"]["n"] == 32
-    bad = subprocess.run([sys.executable, "-m", "unmask.cli", "calibrate", "--checkpoint", str(run), "--data",
-                          str(prepared_ffpp), "--split", "test"], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "test split" in bad.stderr
+    code, _, stderr = _cli(["calibrate", "--checkpoint", str(run), "--data", str(prepared_ffpp), "--split", "test"],
+                           capsys)
+    assert code == 1 and stderr.count("\n") == 1 and "test split" in stderr
+    # the weights of a calibrated run score the same faces as before; evaluate reports ECE before / after
+    from unmask.evaluate.protocols import EvalSettings, TestSet, evaluate_set
+    from unmask.evaluate.scoring import open_detector
+
+    det, meta = open_detector(str(run), device="cpu")
+    res = evaluate_set(det, meta, TestSet(name="val", path=str(prepared_ffpp), splits=["val"]), EvalSettings(n_boot=10),
+                       out_dir=tmp_path / "eval")
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())["meta"]
+    assert report["calibration"]["temperature"] == out["calibration"]["temperature"]
+    assert 0 <= report["calibration"]["ece_raw"] <= 1 and 0 <= report["calibration"]["ece_calibrated"] <= 1
+    assert any("ECE on this set" in n for n in report["notes"]) and res.table["all"]["auc"] is not None
 
 
 # --- ensembles in the scoring core ------------------------------------------------------------------------
@@ -170,23 +187,25 @@ def test_ensemble_finds_faces_once_and_averages_calibrated_probabilities(runs, a
         MediaScorer.ensemble([members[0], members[0]], base)
 
 
-def test_detect_with_two_checkpoints_prints_per_model_columns(runs, astronaut_rgb, tmp_path):
+def test_detect_with_two_checkpoints_prints_per_model_columns(runs, astronaut_rgb, tmp_path, capsys):
     from unmask.evaluate.scoring import model_id
     from unmask.io import atomic_save_png
     from unmask.models.checkpoint import load_checkpoint
 
     img = tmp_path / "face.png"
     atomic_save_png(img, astronaut_rgb)
-    args = [sys.executable, "-m", "unmask.cli", "detect", str(img), "--checkpoint", str(runs[0]), "--checkpoint",
-            str(runs[1]), "--device", "cpu", "--quiet"]
+    args = ["detect", str(img), "--checkpoint", str(runs[0]), "--checkpoint", str(runs[1]), "--device", "cpu",
+            "--quiet"]
     ids = [model_id({"path": load_checkpoint(r)["path"]}) for r in runs]
-    table = subprocess.run(args, capture_output=True, text=True, timeout=300)
-    assert table.returncode == 0, table.stderr[-2000:]
-    assert all(i in table.stdout for i in ids) and "ensemble of 2" in table.stdout
-    csv = subprocess.run(args + ["--format", "csv"], capture_output=True, text=True, timeout=300)
-    header = csv.stdout.splitlines()[0].split(",")
-    assert {"probability_raw", f"p:{ids[0]}", f"p:{ids[1]}"} <= set(header)
-    js = json.loads(subprocess.run(args + ["--format", "json"], capture_output=True, text=True, timeout=300).stdout)
+    code, table, err = _cli(args, capsys)
+    assert code == 0, err[-2000:]
+    assert all(i in table for i in ids) and "ensemble of 2" in table
+    row = next(line for line in table.splitlines() if line.startswith("face.png"))
+    assert len(row.split()) >= 8  # file, status, prob, m1, m2, verdict, frames, faces
+    code, csv, _ = _cli(args + ["--format", "csv"], capsys)
+    header = csv.splitlines()[0].split(",")
+    assert {"probability_raw", f"p:{ids[0]}", f"p:{ids[1]}", f"face:{ids[0]}"} <= set(header)
+    js = json.loads(_cli(args + ["--format", "json"], capsys)[1])
     r = js["results"][0]
     assert [m["model_id"] for m in js["models"]] == ids and len(r["per_model"]) == 2
     assert r["fake_probability"] == pytest.approx(np.mean([m["probability"] for m in r["per_model"]]), abs=1e-5)

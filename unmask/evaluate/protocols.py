@@ -145,9 +145,13 @@ class SetResult:
 
 
 def score_set(detector, ts: TestSet, path: Path, settings: EvalSettings, distortion: DistortionSpec | None = None,
-              progress: bool = False) -> Scored:
-    """Per-face scores of a test set (prepared store or raw data)."""
+              progress: bool = False, meta: dict | None = None) -> Scored:
+    """Per-face scores of a test set (prepared store or raw data); calibrated when ``meta`` has a calibration
+    (``FaceScore.score_raw`` keeps the softmax)."""
+    from unmask.evaluate.calibration import checkpoint_calibration
     from unmask.evaluate.scoring import MediaScorer, score_rows, score_store
+
+    cal = checkpoint_calibration(meta)
 
     desc = ts.name + (f" {distortion.name}" if distortion and distortion.kind != "raw" else "")
     if is_store(path) and ts.dataset is None:
@@ -157,7 +161,7 @@ def score_set(detector, ts: TestSet, path: Path, settings: EvalSettings, distort
                            num_frames=settings.aggregation.num_frames, margin=settings.margin,
                            batch_size=settings.batch_size,
                            distortion=None if distortion is None else (distortion.kind, dict(distortion.params)),
-                           progress=progress, desc=desc)
+                           progress=progress, desc=desc, temperature=None if cal is None else cal.temperature)
     from unmask.data.adapters import list_items_report
     from unmask.data.faces import build_face_detector
     from unmask.evaluate.distortions import build_distortion
@@ -174,7 +178,7 @@ def score_set(detector, ts: TestSet, path: Path, settings: EvalSettings, distort
         keep = {m.lower() for m in ts.methods}
         rows = [r for r in rows if r.label == 0 or r.method.lower() in keep]
     dist = None if distortion is None or distortion.kind == "raw" else build_distortion(distortion.kind, **distortion.params)
-    scorer = MediaScorer(detector, build_face_detector(settings.face_detector), margin=settings.margin,
+    scorer = MediaScorer(detector, build_face_detector(settings.face_detector), meta=meta, margin=settings.margin,
                          num_frames=settings.aggregation.num_frames, batch_size=settings.batch_size,
                          min_face_fraction=settings.aggregation.min_face_fraction, distortion=dist)
     scored = score_rows(scorer, rows, root=path, progress=progress, desc=desc)
@@ -195,7 +199,9 @@ def _cell_key(meta: dict, ts: TestSet, path: Path, settings: EvalSettings, disto
     if is_store(path):
         items = path / "items"
         data_stamp = int(items.stat().st_mtime) if items.exists() else None
+    cal = meta.get("calibration") or {}
     blob = json.dumps(jsonable({"ck": ck, "stamp": stamp, "untrained": meta.get("untrained"), "set": asdict(ts),
+                                "temperature": cal.get("temperature"),
                                 "path": str(path), "data": data_stamp, "settings": to_dict(settings),
                                 "distortion": None if distortion is None else asdict(distortion)}), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -210,13 +216,17 @@ def evaluate_set(detector, meta: dict, ts: TestSet, settings: EvalSettings, *, d
     ``group_by``: columns (a row field such as split or compression, or any column of a CSV dataset) to break the
     metrics down by (``report.per_group``); an unknown column is an error naming the known ones.
     """
+    from unmask.evaluate.calibration import checkpoint_calibration
     from unmask.evaluate.report import group_columns, per_group
     from unmask.evaluate.scoring import checkpoint_threshold
 
     path = resolve_set_path(ts, data_root)
     if path is None:
         raise UnmaskError(f"test set {ts.name or ts.path}: {ts.path} not found")
-    threshold = settings.threshold if settings.threshold is not None else checkpoint_threshold(meta)
+    cal = checkpoint_calibration(meta)
+    # a calibrated checkpoint reports calibrated probabilities: its threshold is the one chosen on calibrated scores
+    default_thr = (cal.threshold if cal is not None else checkpoint_threshold(meta))
+    threshold = settings.threshold if settings.threshold is not None else default_thr
     key = _cell_key(meta, ts, path, settings, distortion)
     out = Path(out_dir) if out_dir else None
     if out is not None and reuse and (out / "metrics.json").is_file():
@@ -228,7 +238,7 @@ def evaluate_set(detector, meta: dict, ts: TestSet, settings: EvalSettings, *, d
         except (OSError, ValueError, KeyError):
             pass
     t0 = time.perf_counter()
-    scored = score_set(detector, ts, path, settings, distortion, progress)
+    scored = score_set(detector, ts, path, settings, distortion, progress, meta=meta)
     units = aggregate(scored.faces, scored.items, settings.aggregation)
     if not units:
         if scored.failed:
@@ -275,6 +285,14 @@ def evaluate_set(detector, meta: dict, ts: TestSet, settings: EvalSettings, *, d
         notes.append(f"{len(warned)} items only partly decodable, scored on the frames that decode (warning column "
                      f"of scores.csv): " + "; ".join(f"{i.extra.get('source')}: {i.extra['warning']}" for i in warned[:3])
                      + (" ..." if len(warned) > 3 else ""))
+    calibration = set_calibration(scored, units, cal, settings.aggregation)
+    if calibration.get("ece_calibrated") is not None:
+        notes.append(f"calibrated probabilities (temperature {cal.temperature:.4g}, fitted on {cal.fitted_on}); "
+                     f"ECE on this set ({agg.level} level, binary, {cal.n_bins} bins): raw "
+                     f"{calibration['ece_raw']:.4f} -> calibrated {calibration['ece_calibrated']:.4f}")
+    elif calibration.get("ece_raw") is not None:
+        notes.append(f"not calibrated (raw softmax; `unmask calibrate` fits a temperature): ECE on this set "
+                     f"({agg.level} level, binary, 15 bins) {calibration['ece_raw']:.4f}")
     if meta.get("untrained"):
         notes.append(meta.get("note", "untrained model") + (f" (seed {meta['seed']})" if "seed" in meta else ""))
     run_meta = {
@@ -283,12 +301,36 @@ def evaluate_set(detector, meta: dict, ts: TestSet, settings: EvalSettings, *, d
         "untrained": bool(meta.get("untrained")), "threshold": threshold,
         "distortion": None if distortion is None else asdict(distortion), "settings": to_dict(settings),
         "failed": [list(x) for x in scored.failed], "no_face_items": no_face, "threshold_on_this_set": suggestion,
-        "notes": notes,
+        "calibration": calibration, "notes": notes,
     }
     if out is not None:
         write_evaluation(out, units, table, run_meta, title=title or ts.name or "evaluation", items=scored.items,
                          failed=scored.failed_items, groups=groups, skipped=scored.skipped)
     return SetResult(ts.name, table, units, scored.failed, out, seconds=time.perf_counter() - t0, groups=groups)
+
+
+def set_calibration(scored: Scored, units: list, cal, agg: AggregationConfig) -> dict:
+    """ECE of this set's units (its own labels) before and after the checkpoint's calibration.
+
+    Raw units are the same aggregation (frame = max, video = mean) of the faces' uncalibrated ``score_raw``.
+    """
+    from dataclasses import replace
+
+    from unmask.evaluate.calibration import DEFAULT_BINS, expected_calibration_error
+
+    out: dict = {"temperature": None if cal is None else cal.temperature,
+                 "fitted_on": None if cal is None else cal.fitted_on, "level": agg.level}
+    if not units:
+        return out
+    bins = DEFAULT_BINS if cal is None else cal.n_bins
+    labels = [u.label for u in units]
+    ece = expected_calibration_error([u.score for u in units], labels, bins)
+    if cal is None:
+        return {**out, "ece_raw": ece, "ece_calibrated": None}
+    raw_faces = [replace(f, score=f.score_raw) if f.score_raw is not None else f for f in scored.faces]
+    raw = {(u.item, u.frame_index): u.score for u in aggregate(raw_faces, scored.items, agg)}
+    ece_raw = expected_calibration_error([raw.get((u.item, u.frame_index), u.score) for u in units], labels, bins)
+    return {**out, "ece_raw": ece_raw, "ece_calibrated": ece}
 
 
 # --- protocols ----------------------------------------------------------------------------------------------
