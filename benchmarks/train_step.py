@@ -11,6 +11,11 @@ a busy machine slows both alike.
     .venv/bin/python benchmarks/train_step.py                           # CPU: resnet18@224, efficientnet_b4@380
     .venv/bin/python benchmarks/train_step.py --device cuda --steps 20  # on a GPU
     .venv/bin/python benchmarks/train_step.py --models resnet18@224 --optim adam
+    .venv/bin/python benchmarks/train_step.py --json     # also write benchmarks/results/train_step_<host>_<device>.json
+
+--json writes the figures (and the machine: host, CPU, GPU, torch) to a JSON file; `unmask reproduce --dry-run`
+reads every benchmarks/results/train_step_*.json to estimate a study's training time on this machine and on a
+GPU. A later run merges into the file: a (backbone, size, method, optim, batch) row is replaced, others are kept.
 """
 
 from __future__ import annotations
@@ -141,6 +146,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--optim", default="sam", choices=["sam", "sgd", "adam"])
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
+                    help="also write the figures to PATH (default: benchmarks/results/train_step_<host>_<device>.json)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process: one configuration
     args = ap.parse_args()
     if args.one:
@@ -183,6 +190,35 @@ def main() -> None:
             print(f"{spec}: bbmg_nrs / sbi step time, interleaved: {b['step_s_median'] / a['step_s_median']:.3f} "
                   f"(medians), {b['step_s_min'] / a['step_s_min']:.3f} (minima), "
                   f"{step_ratios[len(step_ratios) // 2]:.3f} (median of paired steps); target < 1.05", flush=True)
+    if args.json is not None:
+        path = write_json(rows, args.json or None, args.device, args.threads)
+        print(f"wrote {path}")
+
+
+def write_json(rows: list[dict], path: str | None, device: str, threads: int | None) -> str:
+    """Merge ``rows`` into the results file (the schema `unmask reproduce --dry-run` reads: unmask.reproduce.estimate)."""
+    import os
+    import platform
+    from pathlib import Path
+
+    import torch
+
+    host = platform.node() or "host"
+    dev = "cuda" if device.startswith("cuda") else "cpu"
+    out = Path(path) if path else Path(__file__).resolve().parent / "results" / f"train_step_{host}_{dev}.json"
+    machine = {"host": host, "device": dev, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+               "threads": threads or torch.get_num_threads(),
+               "gpu": torch.cuda.get_device_name(0) if dev == "cuda" and torch.cuda.is_available() else None}
+    old = json.loads(out.read_text()).get("rows", []) if out.is_file() else []
+    key = lambda r: (r["backbone"], r["size"], r["method"], r["optim"], r["batch"])  # noqa: E731
+    new = [{k: v for k, v in r.items() if k != "times"} | {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+           for r in rows]
+    merged = {key(r): r for r in old} | {key(r): r for r in new}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"machine": machine, "rows": list(merged.values())}, indent=1) + "\n")
+    os.replace(tmp, out)
+    return str(out)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 The config names the method, backbone, data, optimizer and schedule (configs/<method>/*.yaml reproduce the
 papers' experiments; configs/tiny/*.yaml are quick CPU profiles). Any key can be overridden after the
-config as key=value. The run directory receives config.yaml, git.txt, metrics.jsonl, tensorboard/,
+config as key=value. The run directory receives config.yaml, git.txt, provenance.json (package versions, git
+commit, store fingerprint, hardware; `unmask reproduce --compare` diffs two), metrics.jsonl, tensorboard/,
 last.pt (every epoch; resume point) and best.pt (best validation video AUC).
 
 Running the same command again resumes from <run>/last.pt, exactly where it stopped.
@@ -52,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
         resuming = prepare_run_dir(run_dir, config_to_dict(cfg), allow_config_change=args.allow_config_change)
+        from unmask.reproduce.provenance import write_run_provenance
+
+        write_run_provenance(run_dir, config_to_dict(cfg), resuming)  # packages, git, store fingerprint, hardware
         print(f"unmask train: {cfg.method.name} on {cfg.model.backbone} -> {run_dir}"
               + (" (resuming)" if resuming else "") + (f"  [{cfg.paper}]" if cfg.paper else ""), flush=True)
     result = train(cfg, run_dir)

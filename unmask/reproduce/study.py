@@ -16,7 +16,8 @@ table: "Table 11"
 title: Ablation of BBMG and NRS (cross-dataset AUC %)
 metric: auc                       # what the paper numbers are (auc, ap, eer, acc@0.5, acc@thr), in %
 train_data: train                 # the --data NAME of the training store (a row may name another: data:)
-average: [CDF, DFDC, DFDCP, FFIW] # columns whose mean is "Avg" (default: every paper column but Avg)
+average: [CDF, DFDC, DFDCP, FFIW] # columns whose mean is "Avg" (default: every paper column but Avg), or a
+                                  # mapping {Avg: [FF++, CDF, ...], "Avg w/o FF++": [CDF, ...]}
 protocols:
   - protocol: cross_dataset_000_table8   # configs/protocols/<name>.yaml or a YAML path
     only: [CDF, DFDC]                    # optional: test sets to run (default: all the protocol has)
@@ -101,7 +102,7 @@ class Study:
     notes: str
     title: str = ""
     train_data: str = "train"
-    average: list[str] | None = None
+    average: list[str] | dict[str, list[str]] | None = None
     path: Path | None = None
 
     def row(self, row_id: str) -> StudyRow:
@@ -111,14 +112,22 @@ class Study:
         raise StudyError(f"study {self.name}: no row {row_id!r} (rows: {', '.join(r.id for r in self.rows)})")
 
     def columns(self) -> list[str]:
-        """The paper's columns in first-seen order (``Avg`` last)."""
+        """The paper's columns in first-seen order (as the study file lists them)."""
         cols: list[str] = []
         for r in self.rows:
             cols += [c for c in r.paper if c not in cols]
-        return [c for c in cols if c != "Avg"] + (["Avg"] if "Avg" in cols else [])
+        return cols
 
-    def average_columns(self) -> list[str]:
-        return list(self.average) if self.average else [c for c in self.columns() if c != "Avg"]
+    def averages(self) -> dict[str, list[str]]:
+        """Average column name -> the columns it averages (``Avg`` by default: every paper column but averages).
+
+        A paper column ``"<prefix> Avg"`` (robustness: ``"Resize(s=128) Avg"``) averages ``"<prefix> <column>"``.
+        """
+        if isinstance(self.average, dict):
+            return {k: list(v) for k, v in self.average.items()}
+        if self.average:
+            return {"Avg": list(self.average)}
+        return {"Avg": [c for c in self.columns() if c != "Avg" and not c.endswith(" Avg")]}
 
 
 def find_study(name_or_path: str | Path) -> Path:
@@ -189,6 +198,12 @@ def _protocol(item: Any, where: str) -> StudyProtocol:
     return StudyProtocol(protocol=str(item["protocol"]), only=_str_list(item.get("only"), f"{where}.only"),
                          splits=_str_list(item.get("splits"), f"{where}.splits"), level=level,
                          frames=item.get("frames"), n_boot=item.get("n_boot"), overrides=list(over))
+
+
+def _averages(value: Any, where: str) -> list[str] | dict[str, list[str]] | None:
+    if isinstance(value, dict):
+        return {str(k): _str_list(v, f"{where}.{k}") or [] for k, v in value.items()}
+    return _str_list(value, where)
 
 
 def _paper_numbers(value: Any, where: str) -> dict[str, float]:
@@ -308,7 +323,7 @@ def load_study(path_or_name: str | Path, validate: bool = True) -> Study:
     study = Study(name=name, paper=str(data["paper"]), table=str(data["table"]), rows=rows, protocols=protocols,
                   metric=metric, notes=str(data.get("notes") or "").strip(), title=str(data.get("title") or ""),
                   train_data=str(data.get("train_data") or "train"),
-                  average=_str_list(data.get("average"), f"{where}.average"), path=path)
+                  average=_averages(data.get("average"), f"{where}.average"), path=path)
     if validate:
         for r in rows:
             if r.config:
