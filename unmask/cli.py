@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "REST API and a web page for detection (FastAPI; 127.0.0.1 by default)"),
     "export": ("export", "export a checkpoint to ONNX and check it against torch"),
     "probe": ("probe", "sensitivity to shallow feature statistics (paper 003 Tables II-III): metrics + t-SNE"),
+    "reproduce": ("reproduce", "a paper's table from a study file: train missing rows, evaluate, ours vs the paper"),
     "prle-maps": ("prle_maps", "paper 001 PRLE: a model zoo's Grad-CAM map per stored face (cached) + gallery"),
 }
 
