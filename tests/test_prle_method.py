@@ -42,14 +42,18 @@ def test_alpha_one_masks_exactly_the_binary_mask_and_alpha_near_zero_masks_nothi
     maps = _blob_maps()
     aug = PRLEAugment(p=1.0)  # neighbouring fusion, tau1 0.3, lambda 0.15 (sec. IV-B)
     fused = fuse(maps, "neighbour", 0.3, 0.15)
+    value = aug.fuse(maps)
+    assert np.array_equal(value, fused.value)
+    value = np.round(value * 255) / 255  # as the 8-bit fused-map cache gives it back: tie levels
     rng = np.random.default_rng(0)
     assert 50 < fused.binary.sum() < fused.binary.size  # a real region, not the whole image
-    full = aug.region((48, 48), maps, None, 1.0, rng)
+    full = aug.region((48, 48), value, None, 1.0, rng)
     assert np.array_equal(full, fused.binary)  # alpha = 1: exactly M_b
-    assert not aug.region((48, 48), maps, None, 1e-9, rng).any()  # alpha -> 0: nothing
+    assert not aug.region((48, 48), value, None, 1e-9, rng).any()  # alpha -> 0: nothing
     # alpha = 0.3: the floor(0.3 |V|) hottest pixels (plus those tied with the last one), each hotter than every
     # pixel left in V
-    part = aug.region((48, 48), maps, None, 0.3, rng)
+    fused.value = value
+    part = aug.region((48, 48), value, None, 0.3, rng)
     n_v, n = int((fused.value > 0).sum()), int(np.floor(0.3 * int((fused.value > 0).sum())))
     cut = fused.value[part].min()
     assert n <= part.sum() <= n + int((fused.value == cut).sum())
@@ -57,14 +61,14 @@ def test_alpha_one_masks_exactly_the_binary_mask_and_alpha_near_zero_masks_nothi
     # average fusion (Table V) has its own M_b: s > tau1
     avg = PRLEAugment(p=1.0, fusion="average", tau1=0.5)
     s = maps.mean(0)
-    assert np.array_equal(avg.region((48, 48), maps, None, 1.0, rng), s > 0.5)
+    assert np.array_equal(avg.region((48, 48), avg.fuse(maps), None, 1.0, rng), s > 0.5)
 
 
 def test_masked_image_is_zero_exactly_on_the_region_and_untouched_elsewhere():
     maps = _blob_maps()
     img = np.random.default_rng(1).integers(1, 256, size=(48, 48, 3), dtype=np.uint8)  # no zero pixel
     aug = PRLEAugment(p=1.0, dynamic=False)  # Table VII: M_b itself
-    out, extra = aug(img, maps, None, np.random.default_rng(2))
+    out, extra = aug(img, aug.fuse(maps), None, np.random.default_rng(2))
     region = fuse(maps).binary
     assert extra["prle_aug"] == 1.0 and extra["prle_alpha"] == 1.0
     assert abs(extra["prle_area"] - region.mean()) < 1e-9
@@ -72,7 +76,7 @@ def test_masked_image_is_zero_exactly_on_the_region_and_untouched_elsewhere():
     assert np.array_equal(out[~region], img[~region])
     assert not np.shares_memory(out, img) and (img > 0).all()  # the input is not changed
     # p = 0: never augmented (Algorithm 1 lines 6-7)
-    same, extra0 = PRLEAugment(p=0.0)(img, maps, None, np.random.default_rng(2))
+    same, extra0 = PRLEAugment(p=0.0)(img, aug.fuse(maps), None, np.random.default_rng(2))
     assert same is img and extra0["prle_aug"] == 0.0
     # colour fill (the authors' release): one colour on the region
     filled = mask_image(img, region, "colour", np.random.default_rng(3))
@@ -84,7 +88,8 @@ def test_p_and_alpha_are_drawn_as_algorithm_1_says():
     img = np.full((48, 48, 3), 9, np.uint8)
     aug = PRLEAugment(p=0.5)
     rng = np.random.default_rng(0)
-    draws = [aug(img, maps, None, rng)[1] for _ in range(400)]
+    value = aug.fuse(maps)
+    draws = [aug(img, value, None, rng)[1] for _ in range(400)]
     flags = np.array([d["prle_aug"] for d in draws])
     alphas = np.array([d["prle_alpha"] for d in draws if d["prle_aug"]])
     assert 0.42 < flags.mean() < 0.58
@@ -206,6 +211,13 @@ def test_map_sidecar_is_cut_by_the_same_window_and_flip_as_the_image(tmp_path):
             if abs(45 + 7 * i - 65) >= 13:
                 flips.add(bool(np.nonzero(red)[1].mean() > 32) != bool(45 + 7 * i > 65))
     assert len(flips) == 2  # both flipped and unflipped samples were checked
+    # the fused maps were cached once per face (at the crop's geometry) and a fresh dataset reads the same masks
+    cached = sorted((root / "maps" / "zoo" / "_fused").rglob("*.png"))
+    assert len(cached) == len(records) and {p.relative_to(root / "maps" / "zoo" / "_fused").parts[0] for p in cached} == {"average-t0.5-xception"}
+    assert cv2.imread(str(cached[0]), cv2.IMREAD_UNCHANGED).shape == (150, 130)
+    again = FaceDataset(records, 64, (0.04, 0.20), seed=3, augment=True, face_aug=aug, store_root=str(root))
+    again.set_epoch(2)
+    assert all(torch.equal(again[i]["image"], masked[i]["image"]) for i in range(len(records)))
 
     # a member the map set does not have, and a face without maps: one-line errors
     from unmask.errors import UnmaskError

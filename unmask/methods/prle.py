@@ -14,9 +14,13 @@ fusion, :mod:`unmask.methods.prle_fusion`) gives each training face a fused map 
 
 Steps 1-2 run where they are cheapest: in the data-loader workers, in numpy, on the uint8 crop
 (:class:`PRLEAugment`, handed to :class:`unmask.train.data.FaceDataset` through ``DataRecipe.face_aug``, which cuts
-the map sidecars by the same random-margin window, resize and flip as the image). The train step only weights the
-loss, so it costs what ``baseline``'s does (Table VIII: < 3% on Xception; ``benchmarks/prle_step.py``), and nothing
-of PRLE is in the model: ``best.pt`` is the plain backbone, inference is identical.
+the fused map by the same random-margin window, resize and flip as the image). The fusion is static (sec. III-B:
+"performed in an offline way"): each face's fused map A^ is computed once, at the stored crop's geometry (the
+zoo maps' own), and cached as an 8-bit PNG beside the zoo maps (``<store>/maps/<set>/_fused/<fusion key>/...``,
+written atomically by whichever worker needs it first; a read-only store recomputes it each time), so an epoch
+after the first decodes one map per face instead of K and fuses nothing. The train step only weights the loss, so
+it costs what ``baseline``'s does (Table VIII: < 3% on Xception; ``benchmarks/prle_step.py``), and nothing of
+PRLE is in the model: ``best.pt`` is the plain backbone, inference is identical.
 
 Ablations (paper 001 sec. IV-D), each a config key:
 
@@ -38,6 +42,7 @@ Ablations (paper 001 sec. IV-D), each a config key:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -52,6 +57,14 @@ from unmask.methods.registry import register_method
 # Mean primary-region share of the image in paper 001 Table I (Xception / EfficientNet / VGG on the five FF++
 # subsets: 10.6-20.8%, mean 16.8%): the area of Table IV's random rectangle at alpha = 1.
 RANDOM_AREA = 0.17
+FUSED_DIR = "_fused"  # <store>/maps/<set>/_fused/<fusion key>/: the fused-map cache (no member name starts with _)
+
+
+@functools.lru_cache(maxsize=16)
+def _members(store_root: str, map_set: str) -> tuple[str, ...]:
+    from unmask.data.map_sidecars import map_set_members
+
+    return tuple(map_set_members(store_root, map_set))
 
 
 @dataclass
@@ -123,11 +136,11 @@ def landmark_parts(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random
 class PRLEAugment:
     """Algorithm 1 lines 3-8 for one sample, in a data-loader worker (picklable, numpy only).
 
-    :class:`unmask.train.data.FaceDataset` calls it after the crop, resize and flip with the face's zoo maps cut
-    the same way (``(K, S, S)`` float32 in [0, 1], or None when ``map_set`` is None) and, when
-    ``uses_landmarks``, its landmarks in the same coordinates. It returns the (possibly masked) uint8 image and
-    the items the loss needs: ``prle_aug`` (1 = augmented: 1 - q of eq. 13), ``prle_alpha``, ``prle_area``
-    (fraction of the image masked).
+    :class:`unmask.train.data.FaceDataset` calls :meth:`load_maps` for the face (its fused map A^ at the stored
+    crop's geometry, ``(1, H, W)``; only when ``map_set`` is not None), cuts, resizes and flips that like the face,
+    and calls the object with it (``(1, S, S)`` float32 in [0, 1]) and, when ``uses_landmarks``, the landmarks in
+    the same coordinates. It returns the (possibly masked) uint8 image and the items the loss needs: ``prle_aug``
+    (1 = augmented: 1 - q of eq. 13), ``prle_alpha``, ``prle_area`` (fraction of the image masked).
     """
 
     p: float = 0.5
@@ -163,28 +176,68 @@ class PRLEAugment:
             return 1.0
         return float(self.alpha_min + (1.0 - self.alpha_min) * (1.0 - rng.random()))
 
-    def region(self, shape: tuple[int, int], maps: np.ndarray | None, landmarks: np.ndarray | None, alpha: float,
+    # --- the static stage's result, per face ------------------------------------------------------------------
+    def fuse(self, maps: np.ndarray) -> np.ndarray:
+        """The zoo maps (K, H, W) -> the fused map A^ (H, W) of this config (eq. 6 or eq. 7-8)."""
+        from unmask.methods.prle_fusion import fuse
+
+        return fuse(maps, method=self.fusion, tau1=self.tau1, lam=self.lam).value
+
+    def fused_key(self, store_root) -> str:
+        """Folder name of this fusion's cache: method, tau1, lambda and the members fused."""
+        members = list(self.members) if self.members else _members(str(store_root), self.map_set_name)
+        lam = f"-l{self.lam:g}" if self.fusion == "neighbour" else ""
+        return f"{self.fusion}-t{self.tau1:g}{lam}-" + "__".join(members)
+
+    def load_maps(self, store_root, record) -> np.ndarray:
+        """(1, H, W) float32: ``record``'s fused map at the stored crop's geometry, from the cache (written on
+        first use) or fused from the zoo maps (:func:`unmask.data.map_sidecars.load_maps`)."""
+        from unmask.data.map_sidecars import crop_relpath_of, crop_shape, map_set_dir, read_map_png
+        from unmask.data.map_sidecars import load_maps as load_zoo_maps
+
+        rel = crop_relpath_of(store_root, record).split("/", 1)[-1]  # the crop's path below crops/
+        path = map_set_dir(store_root, self.map_set_name) / FUSED_DIR / self.fused_key(store_root) / rel
+        if path.is_file():
+            u8 = read_map_png(path)
+            if tuple(u8.shape) == crop_shape(record):
+                return (u8.astype(np.float32) * np.float32(1.0 / 255.0))[None]
+        value = self.fuse(load_zoo_maps(store_root, self.map_set_name, record, self.members))
+        try:
+            from unmask.data.map_sidecars import quantize
+            from unmask.data.store import encode_png
+            from unmask.io import atomic_write_bytes
+
+            u8 = quantize(value)
+            atomic_write_bytes(path, encode_png(u8))
+            value = u8.astype(np.float32) * np.float32(1.0 / 255.0)  # the cached value, every epoch alike
+        except OSError:  # a read-only store: fuse again next time
+            pass
+        return value[None]
+
+    # --- per sample -------------------------------------------------------------------------------------------
+    def region(self, shape: tuple[int, int], fused: np.ndarray | None, landmarks: np.ndarray | None, alpha: float,
                rng: np.random.Generator) -> np.ndarray:
-        """The HxW bool mask to remove (V_alpha (.) M_b for the zoo maps; Table IV's alternatives)."""
+        """The HxW bool mask to remove: V_alpha (.) M_b of the fused map ``fused`` (HxW or (1, H, W); eq. 9-12,
+        M_b = A^ > 0, eq. 4), or Table IV's alternatives."""
         if self.mask_source == "random":
             return random_rectangle(shape, alpha * self.random_area, rng)
         if self.mask_source == "landmarks":
             if landmarks is None:
                 raise UnmaskError("PRLE mask_source=landmarks needs the face's landmarks")
             return landmark_parts(shape, landmarks, rng)
-        if maps is None:
+        if fused is None:
             raise UnmaskError(f"PRLE mask_source=zoo needs the face's maps of map set {self.map_set_name!r}")
-        from unmask.methods.prle_fusion import fuse, top_alpha_mask
+        from unmask.methods.prle_fusion import top_alpha_mask
 
-        fused = fuse(maps, method=self.fusion, tau1=self.tau1, lam=self.lam)
-        return top_alpha_mask(fused.value, fused.binary, alpha)
+        value = np.asarray(fused, np.float32).reshape(shape)
+        return top_alpha_mask(value, value > 0, alpha)
 
-    def __call__(self, image: np.ndarray, maps: np.ndarray | None, landmarks: np.ndarray | None,
+    def __call__(self, image: np.ndarray, fused: np.ndarray | None, landmarks: np.ndarray | None,
                  rng: np.random.Generator) -> tuple[np.ndarray, dict[str, float]]:
         if not rng.random() < self.p:  # Algorithm 1 lines 6-7: the original image
             return image, {"prle_aug": 0.0, "prle_alpha": 0.0, "prle_area": 0.0}
         alpha = self.draw_alpha(rng)
-        region = self.region(image.shape[:2], maps, landmarks, alpha, rng)
+        region = self.region(image.shape[:2], fused, landmarks, alpha, rng)
         out = mask_image(image, region, self.fill, rng)
         return out, {"prle_aug": 1.0, "prle_alpha": alpha, "prle_area": float(region.mean())}
 

@@ -51,9 +51,10 @@ class FaceDataset(Dataset):
 
     ``light_aug`` (a :class:`~unmask.train.config.LightAugConfig`, used when ``augment``) follows the flip.
     ``face_aug`` (a method's ``DataRecipe.face_aug``) comes last, on the uint8 crop: with its ``map_set`` the
-    face's map sidecars under ``store_root`` (:func:`unmask.data.map_sidecars.load_maps`, at the stored crop's
-    geometry) are cut by the same window, resized by :func:`resize_face` and flipped with the face, so a map
-    stays on the pixels it was computed for; its extra items (floats) join the item as tensors.
+    face's maps under ``store_root`` (``face_aug.load_maps(store_root, record)``, at the stored crop's geometry:
+    PRLE's fused map of the zoo's sidecars) are cut by the same window, resized by :func:`resize_face` and
+    flipped with the face, so a map stays on the pixels it was computed for; its extra items (floats) join the
+    item as tensors.
     """
 
     def __init__(self, faces: Sequence[FaceRecord], image_size: int, margin: float | tuple[float, float],
@@ -113,11 +114,8 @@ class FaceDataset(Dataset):
 
     def _maps(self, rec: FaceRecord, shape: tuple[int, int], window: tuple[int, int, int, int],
               flip: bool) -> np.ndarray:
-        """The face's (K, S, S) map sidecars cut by ``window``, resized like the face and flipped with it."""
-        from unmask.data.map_sidecars import load_maps
-
-        fa = self.face_aug
-        maps = load_maps(self.store_root, fa.map_set, rec, fa.members)
+        """The face_aug's (K, S, S) maps of the face cut by ``window``, resized like the face, flipped with it."""
+        maps = self.face_aug.load_maps(self.store_root, rec)
         if maps.shape[1:] != tuple(shape):  # load_maps checks the PNG header; this is the decoded crop
             raise UnmaskError(f"PRLE maps of {rec.crop_path} are {maps.shape[2]}x{maps.shape[1]}, the crop "
                               f"{shape[1]}x{shape[0]}")
