@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
             row = res.to_json()
             row["verdict"] = _verdict(res.fake_probability, threshold)
             if heat_dir is not None and res.status == "ok":
-                row["heatmaps"] = write_heatmaps(res, detector, heat_dir, args.heatmap_frames)
+                row["heatmaps"] = write_heatmaps(res, detector, heat_dir, args.heatmap_frames, threshold=threshold)
             results.append(row)
             if bar is not None:
                 bar.update(1)

@@ -141,15 +141,17 @@ def paste_back(frame: np.ndarray, patch: np.ndarray, window: Sequence[int]) -> n
     return out
 
 
-def annotate(frame: np.ndarray, box: Sequence[float], score: float | None, counted: bool = True) -> np.ndarray:
-    """Draw the face box (red = called fake, green = real, grey = not counted) and its score, in place."""
+def annotate(frame: np.ndarray, box: Sequence[float], score: float | None, counted: bool = True,
+             threshold: float = 0.5) -> np.ndarray:
+    """Draw the face box (red = called fake, i.e. score > ``threshold``, green = real, grey = not counted) and its
+    score, in place."""
     import cv2
 
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     if not counted or score is None:
         color = (160, 160, 160)
     else:
-        color = (230, 40, 40) if score > 0.5 else (40, 200, 60)
+        color = (230, 40, 40) if score > threshold else (40, 200, 60)
     thick = max(1, round(max(frame.shape[:2]) / 400))
     cv2.rectangle(frame, (x0, y0), (x1, y1), color, thick)
     if score is not None:
@@ -162,7 +164,7 @@ def annotate(frame: np.ndarray, box: Sequence[float], score: float | None, count
     return frame
 
 
-def frame_heatmap(frame: np.ndarray, faces: Sequence[dict], alpha: float = 0.45) -> np.ndarray:
+def frame_heatmap(frame: np.ndarray, faces: Sequence[dict], alpha: float = 0.45, threshold: float = 0.5) -> np.ndarray:
     """The frame with each face's Grad-CAM overlay pasted over its crop window, boxes and scores drawn.
 
     ``faces``: dicts with ``crop`` (the RGB crop the model saw, before resizing), ``window`` (where that crop
@@ -173,5 +175,5 @@ def frame_heatmap(frame: np.ndarray, faces: Sequence[dict], alpha: float = 0.45)
         if float(np.max(f["cam"])) > 0:  # an all-zero map: no evidence for fake, leave the face as it is
             out = paste_back(out, overlay(f["crop"], f["cam"], alpha), f["window"])
     for f in faces:
-        annotate(out, f["box"], f.get("score"), f.get("counted", True))
+        annotate(out, f["box"], f.get("score"), f.get("counted", True), threshold)
     return out

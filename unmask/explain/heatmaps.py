@@ -18,10 +18,12 @@ def heatmap_name(path: Path, frame_index: int, kind: str) -> str:
     return f"{base}.png" if kind == "image" else f"{base}_f{frame_index:05d}.png"
 
 
-def heatmap_frames(result, detector, max_frames: int = 0, batch_size: int = 16) -> list[tuple[int, str, np.ndarray]]:
+def heatmap_frames(result, detector, max_frames: int = 0, batch_size: int = 16,
+                   threshold: float = 0.5) -> list[tuple[int, str, np.ndarray]]:
     """``(frame index, suffix, RGB uint8 image)`` per scored frame: the Grad-CAM overlay of every face
     (counted or not) with suffix ``""``, and, for archs with ``anomaly_maps`` such as SOLA, a second image of
-    those maps with suffix ``"_anomaly"``. ``max_frames`` > 0 keeps that many evenly spaced scored frames."""
+    those maps with suffix ``"_anomaly"``. ``max_frames`` > 0 keeps that many evenly spaced scored frames.
+    ``threshold``: the verdict's, so a box is red exactly when its face's score would be called fake."""
     from unmask.evaluate.aggregate import evenly_spaced
     from unmask.evaluate.scoring import to_batch
     from unmask.explain.anomaly import anomaly_heatmaps, has_anomaly_maps
@@ -48,16 +50,17 @@ def heatmap_frames(result, detector, max_frames: int = 0, batch_size: int = 16) 
             faces = [{"crop": result.crops[(fr.index, f.face_index)], "window": f.window,
                       "cam": source[(fr.index, f.face_index)], "box": f.box, "score": f.score, "counted": f.counted}
                      for f in fr.faces]
-            out.append((fr.index, suffix, frame_heatmap(result.frame_images[fr.index], faces)))
+            out.append((fr.index, suffix, frame_heatmap(result.frame_images[fr.index], faces, threshold=threshold)))
     return out
 
 
-def write_heatmaps(result, detector, out_dir: Path, max_frames: int = 0, batch_size: int = 16) -> list[str]:
+def write_heatmaps(result, detector, out_dir: Path, max_frames: int = 0, batch_size: int = 16,
+                   threshold: float = 0.5) -> list[str]:
     """``heatmap_frames`` written as PNGs into ``out_dir`` (atomically), named by ``heatmap_name``; the paths."""
     from unmask.io import atomic_save_png
 
     written = []
-    for index, suffix, img in heatmap_frames(result, detector, max_frames, batch_size):
+    for index, suffix, img in heatmap_frames(result, detector, max_frames, batch_size, threshold):
         name = heatmap_name(Path(result.path), index, result.kind)
         path = Path(out_dir) / (name[:-len(".png")] + suffix + ".png")
         atomic_save_png(path, img, compression=3)

@@ -277,7 +277,8 @@ def analyse(state: ServeState, path: Path, entry, heatmaps: bool):
         images: dict[int, dict[str, str]] = {}
         if res.status == "ok" and want:
             with state.cam_lock:
-                drawn = heatmap_frames(res, scorer.detector, max_frames=state.opts.heatmap_frames)
+                drawn = heatmap_frames(res, scorer.detector, max_frames=state.opts.heatmap_frames,
+                                       threshold=scorer.threshold)
             for index, suffix, img in drawn:
                 kind = "anomaly" if suffix == "_anomaly" else "heat"
                 names = images.setdefault(index, {})

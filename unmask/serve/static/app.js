@@ -63,7 +63,10 @@ function upload(file) {
   xhr.open("POST", "/v1/detect");
   for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
   xhr.upload.onprogress = (ev) => {
-    if (ev.lengthComputable) bar.value = Math.round((100 * ev.loaded) / ev.total);
+    if (ev.lengthComputable) {
+      bar.value = Math.round((100 * ev.loaded) / ev.total);
+      bar.dataset.last = String(bar.value); // the last percentage reached (kept for tests and screen readers)
+    }
   };
   xhr.upload.onload = () => {
     bar.removeAttribute("value"); // indeterminate while the server scores
