@@ -348,3 +348,23 @@ def test_paper_001_configs_name_their_tables_and_keep_sec_iv_b_numbers():
     f3 = load_train_config(root / "table3_fsh_f3net_prle.yaml")
     assert f3.model.arch == "f3net" and f3.data.fake_methods == ["FaceShifter"]
     assert len([p for p in files if p.name.startswith("table2")]) == 10  # five backbones +- PRLE
+
+
+@pytest.mark.slow
+def test_prle_steps_f3net_whose_detector_is_the_plain_f3net():
+    """Paper 001's fifth backbone: a prle-recipe batch steps F3-Net like any arch, and the network saved is the
+    f3net arch itself (the masking is all in the loader)."""
+    from torch.utils.data import default_collate
+
+    from _train_fixtures import ToyPRLE
+
+    from unmask.models.f3net import F3Net
+    from unmask.train.optim import build_optimizer
+
+    cfg = load_train_config(None, [*TINY, "model.arch=f3net", "model.backbone=xception", "model.input_size=64"])
+    method, model = cpu_method(cfg)
+    data = ToyPRLE(n=2, size=64)
+    batch = default_collate([data[i] for i in range(4)])
+    assert batch["image"].shape == (4, 3, 64, 64) and "prle_aug" in batch
+    metrics = method.step(batch, build_optimizer(model.parameters(), cfg.optim), None)
+    assert np.isfinite(metrics["loss"]) and isinstance(method.detector(model), F3Net)
