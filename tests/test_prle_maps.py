@@ -285,3 +285,24 @@ def test_cam_targets_fake_prob_equals_logodds_and_predicted_follows_the_call(ast
     assert fl.shape == lo.shape and fl.min() >= 0
     with pytest.raises(UnmaskError, match="unknown Grad-CAM target"):
         gradcam_maps(det, x, cam_target="nope")
+
+
+# --- zoo configs ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("member,backbone", [("xception", "xception"), ("efficientnet", "efficientnet_b4"),
+                                             ("vgg", "vgg16")])
+def test_zoo_configs_are_the_papers_zoo_and_their_tiny_profiles(member, backbone):
+    """Sec. IV-B: Xception, EfficientNet, VGG trained with the supervised baseline on FF++, class-balanced (issue 16);
+    sec. IV-A: 256 px; sec. IV-B: batch 64. The tiny profiles run the same method and sampler at toy scale."""
+    from unmask.train.config import load_train_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    full = load_train_config(root / "prle" / f"zoo_{member}.yaml")
+    assert full.paper.startswith("001 sec. IV-B model zoo")
+    assert (full.method.name, full.model.backbone, full.model.input_size, full.batch_size) == ("baseline", backbone,
+                                                                                                256, 64)
+    assert full.data.balanced and full.data.dataset == "ffpp" and full.data.train_split == "train"
+    tiny = load_train_config(root / "tiny" / f"zoo_{member}.yaml")
+    assert tiny.paper.startswith("tiny profile of 001 sec. IV-B") and tiny.method.name == "baseline"
+    assert tiny.data.balanced and tiny.epochs * tiny.steps_per_epoch <= 10
