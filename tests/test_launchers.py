@@ -293,7 +293,7 @@ def test_torchrun_two_cpu_processes_train_resume_and_load(tmp_path, prepared_ffp
 
     # 1) killed right after global step 3 (epoch 2 of 2, its first step): torchrun fails, last.pt = end of epoch 1
     monkeypatch.setenv("UNMASK_KILL_AFTER_STEP", "3")
-    assert L.run_torchrun(plan, opts, echo=lambda s: None) != 0
+    assert L.run_torchrun(plan, opts, echo=lambda s: None)["sbi"] != 0
     run_dir = plan[0].run_dir
     plan = make_plan(study, {"train": str(prepared_ffpp)}, runs)
     assert plan[0].status == "partial" and plan[0].done_epochs == 1
@@ -303,7 +303,7 @@ def test_torchrun_two_cpu_processes_train_resume_and_load(tmp_path, prepared_ffp
     capfd.readouterr()
 
     # 2) the same command again: it resumes at epoch 2 and finishes
-    assert L.run_torchrun(plan, opts, echo=lambda s: None) == 0
+    assert L.run_torchrun(plan, opts, echo=lambda s: None) == {"sbi": 0}
     out = capfd.readouterr().out
     assert "resuming" in out and "at epoch 2" in out
     summary = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
@@ -336,3 +336,38 @@ def test_torchrun_two_cpu_processes_train_resume_and_load(tmp_path, prepared_ffp
     with torch.no_grad():
         p = det(img).softmax(1)[0, 1].item()
     assert 0.0 <= p <= 1.0
+
+
+# ---- a bug the multi-process paths exposed: loader workers forked after OpenCV's pool was used ---------------------
+
+_FORK_AFTER_CV2 = """
+import sys, time
+import cv2, numpy as np
+cv2.setNumThreads(2)
+img = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), dtype=np.uint8)
+for _ in range(10):
+    cv2.resize(img, (1200, 1200), interpolation=cv2.INTER_LINEAR)  # OpenCV's thread pool runs ...
+time.sleep(1.0)  # ... and its idle threads now wait on the pool's condition variable, as after validation
+from unmask.train.config import load_train_config
+from unmask.train.loop import train
+cfg = load_train_config(sys.argv[3], ["data.store=" + sys.argv[1], "model.input_size=64", "batch_size=2",
+      "steps_per_epoch=1", "epochs=1", "model.pretrained=null", "run.progress=false", "data.num_workers=2",
+      "data.val_split=null", "run.tensorboard=false"])
+print("steps", train(cfg, sys.argv[2]).steps)
+"""
+
+
+@pytest.mark.slow
+def test_loader_workers_fork_after_cv2_pool_use(tmp_path, prepared_ffpp):
+    """Workers forked while OpenCV's pool threads were waiting hung for ever in their first cv2.setNumThreads
+    (seen as a DDP / GPU-path run that stopped at the start of its second or third epoch, after validation)."""
+    script = tmp_path / "fork_after_cv2.py"
+    script.write_text(_FORK_AFTER_CV2)
+    try:
+        proc = subprocess.run([sys.executable, str(script), str(prepared_ffpp), str(tmp_path / "run"),
+                               str(REPO / "configs" / "tiny" / "sbi.yaml")], capture_output=True, text=True,
+                              timeout=240, env={**os.environ, "PYTHONPATH": str(REPO)})
+    except subprocess.TimeoutExpired:
+        pytest.fail("training with data.num_workers=2 hung after OpenCV's thread pool was used in the trainer")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "steps 1" in proc.stdout

@@ -9,7 +9,7 @@ argument lists; a launcher only decides *where* they run, and leaves the schedul
   ``unmask train`` is DDP-aware (``unmask.train.distributed``: gloo on CPU, NCCL on CUDA; only rank 0 writes),
   and it resumes from ``last.pt``, so a row killed half-way finishes when the command is run again. Evaluation
   is single-process and stays with the command's local path (node rank 0 only).
-- ``slurm``: one sbatch script per job into ``<slurm dir>`` (default ``<runs>/slurm/<study>``): ``prepare`` of each
+- ``slurm``: one sbatch script per job into ``<slurm dir>`` (default ``<study out>/slurm``): ``prepare`` of each
   ``--prepare NAME=...`` store as a job array over ``--shard i/n`` (``unmask prepare`` shards and resumes), one
   training job per row (torchrun inside, several nodes through ``srun``), one evaluation job per row and a final
   ``--collect`` job; ``submit.sh`` submits them in order with ``--dependency=afterok`` (prepare -> train -> eval;
@@ -89,7 +89,7 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--torchrun-args", default="", metavar='"ARGS"',
                    help='more torchrun options, one quoted string, e.g. "--max-restarts 2"')
     g.add_argument("--slurm-dir", default=None, metavar="DIR",
-                   help="where the sbatch scripts, submit.sh and logs go (default <runs>/slurm/<study>)")
+                   help="where the sbatch scripts, submit.sh and logs go (default <out>/slurm, beside the table)")
     g.add_argument("--slurm-partition", default=None, metavar="NAME", help="#SBATCH --partition of GPU jobs")
     g.add_argument("--slurm-cpu-partition", default=None, metavar="NAME",
                    help="partition of the prepare and collect jobs (no GPU; default: --slurm-partition)")
@@ -203,23 +203,24 @@ def _needs_training(rr: Any) -> bool:
     return bool(rr.train_argv) and rr.status != "done"
 
 
-def run_torchrun(plan: Sequence[Any], o: LaunchOptions, echo: Callable[[str], None] = print) -> int:
-    """Train every row of ``plan`` that needs it with torchrun, one row after another; 0, or the failing exit code.
+def run_torchrun(plan: Sequence[Any], o: LaunchOptions, echo: Callable[[str], None] = print) -> dict[str, int]:
+    """Train every row of ``plan`` that needs it with torchrun, one row after another: row id -> exit code.
 
-    Rows sharing a run directory train once. A row that fails stops the study (its run dir resumes next time).
+    Rows sharing a run directory train once. A row that fails does not stop the others (as the local path);
+    its run directory resumes when the command is run again.
     """
     seen: set[Path] = set()
+    codes: dict[str, int] = {}
     for rr in plan:
         if not _needs_training(rr) or Path(rr.run_dir) in seen:
             continue
         seen.add(Path(rr.run_dir))
         cmd = train_command(rr.train_argv, o)
-        echo(f"unmask reproduce: row {rr.row_id}: {shlex.join(cmd)}")
-        rc = subprocess.run(cmd).returncode
-        if rc != 0:
-            echo(f"unmask reproduce: row {rr.row_id}: torchrun exited {rc}; rerun the same command to resume it")
-            return rc
-    return 0
+        echo(f"[{rr.row_id}] {shlex.join(cmd)}")
+        codes[rr.row_id] = subprocess.run(cmd).returncode
+        if codes[rr.row_id] != 0:
+            echo(f"[{rr.row_id}] torchrun exited {codes[rr.row_id]}; rerun the same command to resume the row")
+    return codes
 
 
 # ---- slurm ---------------------------------------------------------------------------------------------------
@@ -480,3 +481,79 @@ def format_states(states: Sequence[RowState]) -> str:
     lines.append(f"{len(states) - len(todo)} of {len(states)} rows done" +
                  (f"; not finished: {', '.join(todo)}" if todo else ""))
     return "\n".join(lines)
+
+
+# ---- the command's hook --------------------------------------------------------------------------------------
+
+def collect_argv(args: argparse.Namespace, out_dir: Path) -> list[str]:
+    """``reproduce STUDY --data ... --runs ... [--rows ...] --out OUT --collect``: what the collect job runs."""
+    argv = ["reproduce", str(args.study)]
+    for item in getattr(args, "data", []) or []:
+        argv += ["--data", item]
+    argv += ["--runs", str(args.runs)]
+    if getattr(args, "rows", None):
+        argv += ["--rows", args.rows]
+    return argv + ["--out", str(out_dir), "--collect"]
+
+
+def launch(study: Any, plan: list[Any], args: argparse.Namespace, out_dir: str | Path,
+           replan: Callable[[], list[Any]]) -> int | None:
+    """``unmask reproduce``'s --launcher / --collect; None when the command's own local path should run.
+
+    - ``--collect``: the table from the run directories as they are (nothing trained or evaluated) and each
+      unfinished row with its reason; exit 0 when every row is done, 1 otherwise.
+    - ``torchrun``: trains the rows with torchrun, then (node rank 0) evaluates them here and writes the table.
+    - ``slurm``: writes the scripts, prints the sbatch commands, submits only with ``--submit``.
+    """
+    from unmask.reproduce.runner import collect_report, report_markdown, run_study
+    from unmask.reproduce.study import study_names
+
+    o = options_from_args(args)
+    out_dir = Path(out_dir)
+    slurm_dir = o.slurm_dir or out_dir / "slurm"
+    if getattr(args, "collect", False):
+        report = collect_report(study, plan, out_dir)
+        print(report_markdown(report), end="")
+        print(f"wrote {out_dir}/table.md, table.csv, table.json, table.png")
+        states = collect_states(plan, study.name, slurm_dir)
+        print(format_states(states))
+        return 0 if all(s.done for s in states) else 1
+    if o.launcher == "local":
+        return None
+    if o.launcher == "slurm":
+        if study.name not in study_names() and study.path is not None:
+            args.study = str(Path(study.path).resolve())  # a study file given by path: the collect job finds it
+        data = dict(item.split("=", 1) for item in getattr(args, "data", []) or [] if "=" in item)
+        bundle = write_slurm(plan, o, study=study.name, data=data, directory=slurm_dir,
+                             collect_argv=collect_argv(args, out_dir),
+                             train_data={rr.row_id: study.row(rr.row_id).data or study.train_data for rr in plan})
+        print(f"wrote {len(bundle.jobs)} sbatch scripts and submit.sh to {slurm_dir}:")
+        for job in bundle.jobs:
+            deps = [f"afterok {', '.join(job.after_ok)}"] * bool(job.after_ok) + \
+                   [f"afterany {', '.join(job.after_any)}"] * bool(job.after_any)
+            print(f"  {job.script.name:<28} {'; '.join(deps)}")
+        print("submit them in order (each job waits for the ones it needs):")
+        print(f"  bash {shlex.quote(str(bundle.submit_script))}    # runs:")
+        for line in bundle.sbatch_commands()[1:]:
+            print(f"    {line}")
+        if not o.submit:
+            print("nothing submitted (--submit runs submit.sh where sbatch is on PATH); when the jobs have ended, "
+                  "the collect job writes the table, or run: unmask " + shlex.join(collect_argv(args, out_dir)))
+            return 0
+        return submit(bundle)
+    codes = run_torchrun(plan, o, echo=lambda m: print(m, file=sys.stderr, flush=True))
+    failed_train = sorted(r for r, c in codes.items() if c != 0)
+    if (o.node_rank or 0) != 0:
+        print(f"unmask reproduce: node {o.node_rank}: training done; node 0 evaluates and writes the table")
+        return 1 if failed_train else 0
+    report = run_study(study, replan(), out_dir, train=False)  # a failed row shows its status (partial / missing)
+    print(report_markdown(report), end="")
+    print(f"wrote {out_dir}/table.md, table.csv, table.json, table.png")
+    failed = [r for r in report["rows"] if r["error"]]
+    if failed:
+        print(f"{len(failed)} of {len(report['rows'])} rows failed or are incomplete (reasons above)", file=sys.stderr)
+    if failed_train:
+        print(f"training failed for {', '.join(failed_train)} (torchrun's exit codes above); rerun to resume",
+              file=sys.stderr)
+        return 1
+    return 0 if len(failed) < len(report["rows"]) else 1

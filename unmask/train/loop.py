@@ -156,6 +156,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
         sampler.set_start(step_in_epoch * cfg.batch_size)
         data.train.set_epoch(epoch)
         method.on_epoch_start(epoch)
+        if cfg.data.num_workers > 0:
+            _cv2_single_thread()  # before the workers fork (see there)
         loader = DataLoader(
             data.train, batch_size=cfg.batch_size, sampler=sampler, collate_fn=data.collate, drop_last=True,
             num_workers=cfg.data.num_workers, worker_init_fn=worker_init_fn, pin_memory=device.type == "cuda",
@@ -229,6 +231,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
     logger.close()
     return TrainResult(run_dir=run_dir, epochs=cfg.epochs, steps=global_step, best=best, last_val=last_val,
                        losses=losses, seconds=time.time() - t_start)
+
+
+def _cv2_single_thread() -> None:
+    """OpenCV's thread pool is not fork-safe: a loader worker forked while the pool's idle threads wait on its
+    condition variable (after validation or any cv2 work here) hangs for ever in its first ``cv2.setNumThreads``
+    (``pthread_cond_destroy``; PairDataset sets one thread per worker) -- measured: every run that used cv2's pool
+    before an epoch with ``data.num_workers > 0``. One thread here leaves the workers no pool to inherit."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _gather_objects(obj: Any) -> list[Any]:
