@@ -207,7 +207,7 @@ def write_json(rows: list[dict], path: str | None, device: str, threads: int | N
     dev = "cuda" if device.startswith("cuda") else "cpu"
     out = Path(path) if path else Path(__file__).resolve().parent / "results" / f"train_step_{host}_{dev}.json"
     machine = {"host": host, "device": dev, "cpu_count": os.cpu_count(), "torch": torch.__version__,
-               "threads": threads or torch.get_num_threads(),
+               "threads": threads or torch.get_num_threads(), "load_avg_1m": round(os.getloadavg()[0], 2),
                "gpu": torch.cuda.get_device_name(0) if dev == "cuda" and torch.cuda.is_available() else None}
     old = json.loads(out.read_text()).get("rows", []) if out.is_file() else []
     key = lambda r: (r["backbone"], r["size"], r["method"], r["optim"], r["batch"])  # noqa: E731

@@ -55,15 +55,19 @@ class RowRun:
 
 
 def run_dir_name(row: StudyRow) -> str:
-    """``configs/bbmg_nrs/table11_row4_bbmg_nrs.yaml`` -> ``bbmg_nrs__table11_row4_bbmg_nrs`` (+ ``-<hash>``)."""
+    """``configs/bbmg_nrs/table11_row4_bbmg_nrs.yaml`` -> ``bbmg_nrs__table11_row4_bbmg_nrs`` (+ ``-<hash>``).
+
+    The hash covers the overrides and the row's own ``data:`` name (not the store path: pointing ``--data train=``
+    at another store resumes the same run dir, which ``unmask train`` refuses when the config then differs).
+    """
     cfg = Path(row.config or "")
     try:
         rel = cfg.resolve().relative_to(CONFIG_DIR).with_suffix("")
         stem = "__".join(rel.parts)
     except ValueError:
         stem = cfg.stem
-    if row.overrides:
-        blob = json.dumps(row.overrides, sort_keys=True, default=str)
+    if row.overrides or row.data:  # a row trained on another --data store is another run
+        blob = json.dumps(row.overrides, sort_keys=True, default=str) + (f"|data={row.data}" if row.data else "")
         stem += "-" + hashlib.sha256(blob.encode()).hexdigest()[:8]
     return stem
 
