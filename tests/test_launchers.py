@@ -274,8 +274,9 @@ def _spy_writes(log_dir: Path) -> dict[int, list[list[str]]]:
 def test_torchrun_two_cpu_processes_train_resume_and_load(tmp_path, prepared_ffpp, monkeypatch, capfd):
     study_file = tmp_path / "two_proc.yaml"
     study_file.write_text(
-        "name: two_proc\npaper: '000'\ntable: tiny torchrun check\nprotocols: [cross_dataset]\nrows:\n"
-        "  - id: sbi\n    config: tiny/sbi.yaml\n"
+        "name: two_proc\npaper: '000'\ntable: tiny torchrun check\n"
+        "protocols: [{protocol: cross_dataset, only: [FF++], splits: [val], frames: 2, n_boot: 20}]\nrows:\n"
+        "  - id: sbi\n    config: tiny/sbi.yaml\n    paper: {FF++: 99.0}\n"
         "    overrides: {epochs: 2, steps_per_epoch: 2, batch_size: 2, model.input_size: 64, model.pretrained: null,"
         " run.save_every_steps: null, run.tensorboard: false, run.progress: false}\n")
     study = load_study(study_file)
@@ -302,8 +303,11 @@ def test_torchrun_two_cpu_processes_train_resume_and_load(tmp_path, prepared_ffp
         f.unlink()
     capfd.readouterr()
 
-    # 2) the same command again: it resumes at epoch 2 and finishes
-    assert L.run_torchrun(plan, opts, echo=lambda s: None) == {"sbi": 0}
+    # 2) `unmask reproduce --launcher torchrun`: resumes the row at epoch 2 with torchrun, finishes it, evaluates
+    from unmask.cli import main
+
+    data_args = ["--data", f"train={prepared_ffpp}", "--data", f"FF++={prepared_ffpp}", "--runs", str(runs)]
+    assert main(["reproduce", str(study_file), *data_args, "--launcher", "torchrun", "--nproc-per-node", "2"]) == 0
     out = capfd.readouterr().out
     assert "resuming" in out and "at epoch 2" in out
     summary = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
@@ -323,6 +327,11 @@ def test_torchrun_two_cpu_processes_train_resume_and_load(tmp_path, prepared_ffp
                    if json.loads(ln)["kind"] == "train"]
     assert train_steps == [1, 2, 3, 4]  # one log line per step: only rank 0 logs, the resume truncated nothing twice
     assert make_plan(study, {"train": str(prepared_ffpp)}, runs)[0].status == "done"
+    table = json.loads((runs / "studies" / "two_proc" / "table.json").read_text())
+    cell = table["rows"][0]["values"]["FF++"]
+    assert table["rows"][0]["error"] is None and 0 <= cell["ours"] <= 100 and cell["paper"] == 99.0
+    assert main(["reproduce", str(study_file), "--runs", str(runs), "--collect"]) == 0  # every row done
+    assert "1 of 1 rows done" in capfd.readouterr().out
 
     # 3) the result loads and scores a real crop of the store
     from unmask.data.store import PreparedStore, load_rgb

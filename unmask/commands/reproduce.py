@@ -17,6 +17,10 @@ table.png (ours vs paper). Each run dir holds provenance.json (packages, git com
   unmask reproduce 000_table11 --data train=prepared/ffpp_c23 --data CDF=prepared/celebdf_test --runs runs
   unmask reproduce tiny_demo --data train=prepared/sample --data FF++=prepared/sample --runs runs/tiny --rows sbi
   unmask reproduce --compare runs/bbmg_nrs__table11_row1_none runs/bbmg_nrs__table11_row4_bbmg_nrs
+  unmask reproduce 000_table11 --data train=prepared/ffpp_c23 --launcher torchrun --nproc-per-node 4
+  unmask reproduce 000_table11 --data train=prepared/ffpp_c23 --launcher slurm --nproc-per-node 4 \
+      --slurm-partition gpu --slurm-time 2-00:00:00 --prepare train="ffpp /data/FF++ --compression c23 --frames 8"
+  unmask reproduce 000_table11 --data train=prepared/ffpp_c23 --collect     # when the jobs have ended
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
                    help="print what differs between two run dirs (provenance.json) or two study reports (table.json)")
     p.add_argument("--all", action="store_true", help="--compare: also show volatile keys (time written, pid, argv)")
+    from unmask.reproduce.launchers import add_launcher_arguments
+
+    add_launcher_arguments(p)  # --launcher torchrun|slurm, --nproc-per-node, --slurm-*, --prepare, --submit, --collect
 
 
 def _list() -> int:
@@ -76,10 +83,17 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dry_run_text(study, plan, runs), end="")
         return 0
+    from unmask.reproduce.launchers import launch
+
+    if args.collect:  # the table from the run dirs as they are (no --data needed), unfinished rows named
+        return launch(study, plan, args, Path(args.out) if args.out else runs / "studies" / study.name, lambda: plan)
     if study.train_data not in data and not args.no_train and any(r.status != "done" and r.uses is None for r in plan):
         raise CommandError(f"--data {study.train_data}=STORE is required to train (the prepared training store); "
                            "--dry-run shows the plan")
     out = Path(args.out) if args.out else runs / "studies" / study.name
+    handled = launch(study, plan, args, out, replan=lambda: make_plan(study, data, runs, rows))  # torchrun, slurm
+    if handled is not None:
+        return handled
     report = run_study(study, plan, out, train=not args.no_train)
     from unmask.reproduce.runner import report_markdown
 
