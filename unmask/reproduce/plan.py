@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from unmask.errors import UnmaskError
-from unmask.reproduce.study import CONFIG_DIR, Study, StudyRow, override_args
+from unmask.reproduce.study import CONFIG_DIR, Study, StudyRow, override_args, resolve_paths
 
 Status = Literal["done", "partial", "missing"]
 EVAL_DIR = "reproduce"  # <run>/reproduce/<protocol>/table.json
@@ -183,7 +183,7 @@ def make_plan(study: Study, data: dict[str, str], runs_dir: str | Path, rows: li
             continue
         data_name = row.data or study.train_data
         store = data.get(data_name)
-        overrides = dict(row.overrides)
+        overrides = resolve_paths(row.overrides)
         if store:
             overrides["data.store"] = str(store)
         config_path = Path(row.config or "")

@@ -80,8 +80,10 @@ def dry_run_text(study: Study, plan: list[RowRun], runs_dir: Path, results: list
             if left == 0:
                 c_txt = g_txt = "0 (done)"
             else:
-                c_txt = fmt_duration(c_s) + (f" @ {c_m.describe()}" if c_m else "")
-                g_txt = fmt_duration(g_s) + (f" @ {g_m.describe()}" if g_m else "")
+                c_txt = (fmt_duration(c_s) if c_s is not None or not c_m else "? (images unknown)") \
+                    + (f" @ {c_m.describe()}" if c_m else "")
+                g_txt = (fmt_duration(g_s) if g_s is not None or not g_m else "? (images unknown)") \
+                    + (f" @ {g_m.describe()}" if g_m else "")
                 tot_cpu += c_s or 0
                 tot_gpu += g_s or 0
                 cpu_unknown += c_s is None
@@ -95,10 +97,10 @@ def dry_run_text(study: Study, plan: list[RowRun], runs_dir: Path, results: list
                  f"{len(trained) - len(todo)} done), {images_total:,} images to process"
                  + (" (+ rows of unknown size)" if any(remaining_images(r) is None for r in todo) else ""))
     lines.append(f"estimated training time on this machine ({host}): {fmt_duration(tot_cpu) if tot_cpu else '-'}"
-                 + (f" + {cpu_unknown} rows with no measurement" if cpu_unknown else ""))
+                 + (f" + {cpu_unknown} rows not estimated (no measurement, or size unknown)" if cpu_unknown else ""))
     if any((r.get("machine") or {}).get("device") == "cuda" for r in results):
         lines.append(f"estimated training time on one GPU: {fmt_duration(tot_gpu) if tot_gpu else '-'}"
-                     + (f" + {gpu_unknown} rows with no measurement" if gpu_unknown else ""))
+                     + (f" + {gpu_unknown} rows not estimated (no measurement, or size unknown)" if gpu_unknown else ""))
     else:
         lines.append("one GPU: no measurement -- no GPU figure exists in benchmarks/results/ (this machine has no GPU); "
                      "run `python benchmarks/train_step.py --device cuda --json` on one")

@@ -238,12 +238,32 @@ def override_args(overrides: dict[str, Any]) -> list[str]:
     return out
 
 
+def resolve_paths(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Override values naming a YAML file relative to the repository (``configs/synthesis/sbi_global.yaml``, as
+    ``method.synthesizer`` takes) -> absolute paths, so the commands work from any directory (and on a cluster)."""
+    out = {}
+    for key, value in overrides.items():
+        if isinstance(value, str) and value.endswith((".yaml", ".yml")) and not Path(value).is_absolute():
+            for base in (ROOT, CONFIG_DIR):
+                if (base / value).is_file():
+                    value = str((base / value).resolve())
+                    break
+        out[key] = value
+    return out
+
+
 def _check_overrides(config: Path, overrides: dict[str, Any], where: str) -> None:
-    """Every override key must be a real key of the config (strict dataclass validation of the result)."""
+    """Every override key must be a real key of the config (strict dataclass validation of the result), and a
+    synthesis recipe it names must load."""
     from unmask.train.config import load_train_config
 
     try:
-        load_train_config(config, override_args(overrides))
+        cfg = load_train_config(config, override_args(resolve_paths(overrides)))
+        synth = getattr(cfg.method, "synthesizer", None)
+        if isinstance(synth, str) and synth:
+            from unmask.synthesis.recipes import resolve_config
+
+            resolve_config(synth)
     except UnmaskError as exc:
         raise StudyError(f"{where}: {exc}") from None
 
