@@ -158,7 +158,7 @@ def test_heat_maps_only_by_opaque_id_no_path_traversal(client, app, astronaut_pn
     (store.root / rid / "notes.jpg").write_text("not served: the server did not write it")
     bad = [f"/v1/results/{rid}/..%2Fsecret.txt", f"/v1/results/{rid}/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
            f"/v1/results/{rid}/%2Fetc%2Fpasswd", f"/v1/results/..%2F{rid}/{name}", f"/v1/results/{rid}/notes.jpg",
-           f"/v1/results/{rid[:-1]}A/{name}", f"/v1/results/{rid}/{name}%00.txt", "/v1/results/..%2F..%2Fetc%2Fpasswd",
+           f"/v1/results/{rid[:-1]}{'B' if rid[-1] == 'A' else 'A'}/{name}", f"/v1/results/{rid}/{name}%00.txt", "/v1/results/..%2F..%2Fetc%2Fpasswd",
            f"/v1/results/{rid}/frame_00000.jpg/..%2F..%2Fsecret.txt", f"/v1/results/{rid}/..\\secret.txt"]
     for u in bad:
         got = client.get(u)
