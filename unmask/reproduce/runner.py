@@ -453,17 +453,17 @@ def _plot(path: Path, report: dict[str, Any]) -> None:
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=r["label"], color=f"C{i % 10}")
             for x, y, n in zip(xs, ys, names):
                 ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-            pts += xs + ys
-    lo_lim = min(pts + [50.0]) - 2 if pts else 50.0
+            pts += xs + ys + [y - d for y, d in zip(ys, lo)]
+    lo_lim = max(0.0, min(pts + [50.0]) - 2)
     ax.plot([lo_lim, 100], [lo_lim, 100], "k--", lw=0.8, label="ours = paper")
     ax.set_xlim(lo_lim, 100.5)
-    ax.set_ylim(lo_lim if not pts else min(lo_lim, min(pts) - 2), 100.5)
+    ax.set_ylim(lo_lim, 100.5)
     ax.set_xlabel(f"paper {report['metric'].upper()} (%)")
     ax.set_ylabel(f"ours {report['metric'].upper()} (%)")
     ax.set_title(f"{report['study']}: paper {report['paper']} {report['table']}", fontsize=10)
     if not pts:
         ax.text(0.5, 0.5, "no cell with both numbers yet", ha="center", va="center", transform=ax.transAxes)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
