@@ -253,8 +253,23 @@ def test_help_examples_parse():
     text = parser.format_help().replace("\\\n", " ")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("unmask prle-maps")]
     assert len(lines) == 3
+    # and the README / docs lines (tests/test_doc_commands.py's pattern does not match a hyphenated command name)
+    import shlex
+
+    repo = Path(__file__).resolve().parents[1]
+    for doc in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
+        for raw in doc.read_text(encoding="utf-8").splitlines():
+            if raw.strip().startswith("unmask prle-maps "):
+                lines.append(raw.strip())
+    assert len(lines) >= 5
     for ln in lines:
-        parse_command(parser, ln.split()[2:])
+        lexer = shlex.shlex(ln, posix=True)
+        lexer.whitespace_split, lexer.commenters = True, "#"
+        tokens = [t for t in lexer if t != "..."]
+        try:
+            parse_command(parser, tokens[2:])
+        except SystemExit:
+            pytest.fail(f"`{ln}` does not parse")
 
 
 # --- Grad-CAM targets -----------------------------------------------------------------------------------
