@@ -19,14 +19,22 @@ def draw_ratio(cfg: BlendConfig, rng: np.random.Generator) -> float:
     return float(cfg.ratios[int(rng.integers(len(cfg.ratios)))])
 
 
-def blend(source: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def blend(source: np.ndarray, target: np.ndarray, mask: np.ndarray, rounding: str = "floor") -> np.ndarray:
     """``mask * source + (1 - mask) * target`` for uint8 RGB images and a float32 HxW mask in [0, 1].
 
-    ``cv2.blendLinear`` does it in one pass without float copies of the images (rounded to the nearest
-    integer, so a mask of exactly 0 or 1 reproduces the target or the source byte for byte).
+    ``rounding="floor"`` truncates to uint8 as SBI's numpy cast does; ``"nearest"`` rounds (``cv2.blendLinear``,
+    one pass without float copies). Either way a mask of exactly 0 or 1 reproduces the target or the source
+    byte for byte.
     """
     m = np.ascontiguousarray(mask, dtype=np.float32)
-    return cv2.blendLinear(source, target, m, np.float32(1.0) - m)
+    if rounding == "nearest":
+        return cv2.blendLinear(source, target, m, np.float32(1.0) - m)
+    # t + m (s - t) in float32, then numpy's truncating cast: exact at m = 0 and m = 1 (cv2.blendLinear on
+    # floats divides by w1 + w2 + eps, which would floor a pure target pixel to one level below).
+    t = target.astype(np.float32)
+    out = cv2.subtract(source, target, dtype=cv2.CV_32F)
+    out = cv2.multiply(out, cv2.merge([m, m, m]) if out.ndim == 3 else m)
+    return cv2.add(out, t).astype(np.uint8)
 
 
 def xray_boundary(mask: np.ndarray) -> np.ndarray:

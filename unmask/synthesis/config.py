@@ -285,6 +285,10 @@ class BlendConfig:
 
     type: Literal["dynamic", "alpha"] = "dynamic"
     ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
+    # How the blended value becomes uint8: SBI as released blends in float and casts with numpy's astype(uint8),
+    # which truncates ("floor": the fake is up to 1 grey level darker wherever 0 < mask < 1, which is also why
+    # SBI's pairs differ by 0.02 grey levels just outside the 0.01 contour); "nearest" rounds.
+    rounding: Literal["floor", "nearest"] = "floor"
 
     def __post_init__(self) -> None:
         if not self.ratios or any(not 0.0 < r <= 1.0 for r in self.ratios):

@@ -252,7 +252,7 @@ class Synthesizer:
         if box is not None:
             x0, y0, x1, y1 = box
             src = warp_affine(source, matrix, box) if matrix is not None else source[y0:y1, x0:x1]
-            fake[y0:y1, x0:x1] = blend(src, target[y0:y1, x0:x1], mask[y0:y1, x0:x1])
+            fake[y0:y1, x0:x1] = blend(src, target[y0:y1, x0:x1], mask[y0:y1, x0:x1], cfg.blend.rounding)
         return SynthResult(fake=fake, mask=mask, record=record, real=target)
 
 
