@@ -3,6 +3,8 @@
 ```
 <run>/config.yaml      the full, validated config (defaults filled in) -- `unmask train --config <run>/config.yaml`
 <run>/git.txt          the code's git commit (and "dirty" when the tree had uncommitted changes), or "unknown"
+<run>/provenance.json  packages, git, config, seed, store fingerprint, hardware (written by `unmask train`:
+                       unmask.reproduce.provenance; every session also in provenance_history.jsonl)
 <run>/metrics.jsonl    train / val metric lines (unmask.train.runlog)
 <run>/tensorboard/     the same scalars for TensorBoard
 <run>/last.pt          the latest checkpoint: every epoch, and every run.save_every_steps steps (resume point)
