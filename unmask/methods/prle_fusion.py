@@ -66,22 +66,17 @@ def average_fusion(maps: np.ndarray, tau1: float = TAU1) -> np.ndarray:
     return s
 
 
-def _shifts(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The 3x3 neighbourhood as 9 shifted copies of ``a`` (K, H, W) -> (9, K, H, W), edge-replicated, and a (9, H, W)
-    float32 weight that is 1 for neighbours inside the image and 0 for the replicated ones (clipped windows)."""
+def _neighbourhood(a: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """The 3x3 neighbourhood of every pixel of ``a`` (K, H, W) as 9 (shifted view (K, H, W), weight (H, W)) pairs
+    over an edge-padded copy: weight 1 for a neighbour inside the image, 0 for a padded one (clipped windows),
+    and |N(x)| per pixel (9 inside, 6 on an edge, 4 in a corner). Views, not copies: O(K H W) memory."""
     k, h, w = a.shape
     pad = np.pad(a, ((0, 0), (1, 1), (1, 1)), mode="edge")
     valid = np.zeros((h + 2, w + 2), np.float32)
     valid[1:-1, 1:-1] = 1.0
-    out = np.empty((9, k, h, w), np.float32)
-    wts = np.empty((9, h, w), np.float32)
-    i = 0
-    for dy in (0, 1, 2):
-        for dx in (0, 1, 2):
-            out[i] = pad[:, dy:dy + h, dx:dx + w]
-            wts[i] = valid[dy:dy + h, dx:dx + w]
-            i += 1
-    return out, wts
+    views = [(pad[:, dy:dy + h, dx:dx + w], valid[dy:dy + h, dx:dx + w]) for dy in range(3) for dx in range(3)]
+    count = sum(v for _, v in views)
+    return views, count
 
 
 def neighbour_fusion(maps: np.ndarray, lam: float = LAMBDA, tau1: float | None = TAU1,
@@ -91,19 +86,28 @@ def neighbour_fusion(maps: np.ndarray, lam: float = LAMBDA, tau1: float | None =
     ``tau1``: where g = 0 the value is the average fusion of eq. 6 with this threshold (None: 0, eq. 8 as printed).
     ``signed``: eq. 7 without the absolute value (a neighbourhood above the point by more than ``lam``)."""
     a = _stack(maps)
-    nb, wts = _shifts(a)  # (9, K, H, W), (9, H, W)
-    count = wts.sum(axis=0)  # |N(x)|: 9 inside, 6 on an edge, 4 in a corner
-    if signed:
-        mean_nb = (nb * wts[:, None]).sum(axis=0) / count  # (K, H, W): mean over N of A_j
-        score = mean_nb.max(axis=0) - a.min(axis=0)  # max over j, k of mean_N A_j - A_k(x)
-    else:
-        score = np.full(a.shape[1:], -np.inf, np.float32)
-        for k in range(a.shape[0]):  # (1/|N|) sum_a |A_j(x_a) - A_k(x)|, max over j, then over k
-            d = (np.abs(nb - a[k][None, None]) * wts[:, None]).sum(axis=0) / count
-            np.maximum(score, d.max(axis=0), out=score)
+    k, h, w = a.shape
+    views, count = _neighbourhood(a)
+    nb_max = np.zeros((h, w), np.float32)  # eq. 8: max over members and N (maps are >= 0: a padded 0 never wins)
+    for view, wt in views:
+        np.maximum(nb_max, view.max(axis=0) * wt, out=nb_max)
+    if signed:  # max over j, k of mean_N A_j - A_k(x)
+        mean_nb = sum(view * wt for view, wt in views) / count
+        score = mean_nb.max(axis=0) - a.min(axis=0)
+    else:  # max over j, k of (1/|N|) sum_a |A_j(x_a) - A_k(x)|
+        score = np.full((h, w), -np.inf, np.float32)
+        acc = np.empty((k, h, w), np.float32)
+        tmp = np.empty((k, h, w), np.float32)
+        for kk in range(k):
+            acc.fill(0.0)
+            for view, wt in views:
+                np.subtract(view, a[kk], out=tmp)
+                np.abs(tmp, out=tmp)
+                tmp *= wt
+                acc += tmp
+            np.maximum(score, acc.max(axis=0) / count, out=score)
     g = score > lam
-    nb_max = np.where(wts[:, None] > 0, nb, 0.0).max(axis=(0, 1))  # max over members and N (maps are >= 0)
-    base = average_fusion(a, tau1) if tau1 is not None else np.zeros(a.shape[1:], np.float32)
+    base = average_fusion(a, tau1) if tau1 is not None else np.zeros((h, w), np.float32)
     return np.where(g, nb_max, base).astype(np.float32, copy=False)
 
 
