@@ -246,14 +246,16 @@ def gallery_rows(store_root, map_set: str, faces: Sequence, members: Sequence[st
                  margin: float = MAP_MARGIN, tile: int = 112,
                  alphas: Sequence[float] = GALLERY_ALPHAS) -> tuple[np.ndarray, list[str]]:
     """The gallery image (RGB uint8) and its column titles: per face, face | each member's map | average fused |
-    neighbour fused | I * (1 - V_alpha (.) M_b) per alpha, all cut by the face's ``margin`` window."""
+    neighbour fused | I * (1 - V_alpha (.) M_b) per alpha (``methods.prle``'s top-alpha masking of the neighbour-
+    fused map), all cut by the face's ``margin`` window."""
     import cv2
 
     from unmask.data.crops import margin_crop, resize_face
     from unmask.data.map_sidecars import load_maps
     from unmask.data.store import load_rgb
     from unmask.explain.gradcam import overlay
-    from unmask.methods.prle_fusion import fuse, masked_image, top_alpha_mask
+    from unmask.methods.prle import mask_image  # the masking `prle` trains with (eq. 11, zero fill)
+    from unmask.methods.prle_fusion import fuse, top_alpha_mask
 
     titles = ["face", *members, f"average t1={tau1:g}", f"neighbour l={lam:g}", *[f"a={a:g}" for a in alphas]]
     rows = []
@@ -263,10 +265,11 @@ def gallery_rows(store_root, map_set: str, faces: Sequence, members: Sequence[st
         x0, y0, x1, y1 = margin_crop(img, rec.box, None, float(margin)).window
         face = img[y0:y1, x0:x1]
         cut = maps[:, y0:y1, x0:x1]
-        avg = fuse(cut, "average", tau1=tau1, lam=lam)
-        nb = fuse(cut, "neighbour", tau1=tau1, lam=lam)
-        cells = [face] + [overlay(face, c) for c in cut] + [overlay(face, avg.value), overlay(face, nb.value)]
-        cells += [masked_image(face, top_alpha_mask(nb.value, nb.binary, a)) for a in alphas]
+        # fused at the crop's geometry, then cut by the window: what `prle` trains with (its fused-map cache)
+        avg = fuse(maps, "average", tau1=tau1, lam=lam).value[y0:y1, x0:x1]
+        nb = fuse(maps, "neighbour", tau1=tau1, lam=lam).value[y0:y1, x0:x1]
+        cells = [face] + [overlay(face, c) for c in cut] + [overlay(face, avg), overlay(face, nb)]
+        cells += [mask_image(face, top_alpha_mask(nb, nb > 0, a)) for a in alphas]
         cells = [resize_face(np.ascontiguousarray(c), tile) for c in cells]
         label = f"fake {rec.method}" if rec.label == 1 else "real"
         cells[0] = cells[0].copy()
