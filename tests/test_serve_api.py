@@ -334,3 +334,51 @@ def test_stalled_upload_and_slow_scoring_hit_the_time_limit(run_dir, clip, tmp_p
         assert httpx.get(srv.url + "/v1/health").json()["queue"]["timed_out"] == 1
     finally:
         srv.stop()
+
+
+# --- the command ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_unmask_serve_command_serves_on_loopback_by_default(run_dir):
+    import subprocess
+    import sys
+
+    import httpx
+
+    from _serve_fixtures import free_port
+
+    port = free_port()
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "unmask.cli", "serve", "--checkpoint", str(run_dir), "--port",
+                             str(port), "--frames", "2", "--log-level", "warning"], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def up():
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return proc.poll() is not None  # stop waiting if it died
+
+        assert wait_until(up, timeout=120) and proc.poll() is None
+        h = httpx.get(f"http://127.0.0.1:{port}/v1/health").json()
+        assert h["model_id"].startswith("tiny-") and h["limits"]["frames"] == 2
+        conns = [ln for ln in Path("/proc/net/tcp").read_text().splitlines()[1:] if ln.split()[3] == "0A"]
+        local = {ln.split()[1] for ln in conns}
+        assert f"0100007F:{port:04X}" in local  # listening on 127.0.0.1 only
+        assert f"00000000:{port:04X}" not in local
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in err  # it printed where it listens
+
+
+def test_serve_command_errors_are_one_line(tmp_path, capsys):
+    from unmask.cli import main
+
+    assert main(["serve", "--checkpoint", str(tmp_path / "missing"), "--port", "8123"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("unmask serve: error:") and "\n" not in err
+    assert main(["serve", "--untrained", "--port", "70000"]) == 1
+    assert "--port must be in 1..65535" in capsys.readouterr().err
+    assert main(["serve", "--checkpoint", str(tmp_path), "--untrained"]) == 1
