@@ -206,7 +206,8 @@ def test_token_guards_everything_but_health_page_and_docs(run_dir, clip):
 
     app = create_app([str(run_dir)], token="s3cret-token-123", **FAST)
     with TestClient(app) as c:
-        assert c.get("/v1/health").json()["auth_required"] is True
+        h = c.get("/v1/health").json()
+        assert h["auth_required"] is True and h["model_id"] is None  # the model is not told to strangers
         assert c.get("/").status_code == 200 and c.get("/docs").status_code == 200
         assert c.get("/v1/model").status_code == 401
         assert c.get("/v1/model", headers={"Authorization": "Bearer wrong-token-000"}).status_code == 401

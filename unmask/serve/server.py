@@ -184,7 +184,7 @@ async def read_upload(request, folder: Path, max_bytes: int):
     def on_headers_finished():
         _, disp = parse_options_header(state["headers"].get("content-disposition", ""))
         name = disp.get(b"name", b"").decode("utf-8", "replace")
-        if name == "file" and b"filename" in disp:
+        if name == "file":
             if state["sink"] is not None:
                 raise UploadError(400, "send one file per request")
             state["sink"] = UploadSink(folder, max_bytes)
@@ -430,9 +430,10 @@ def create_app(checkpoints: Sequence[str] | str | None, **options):
     async def page():
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
-    @app.get("/v1/health", summary="liveness, queue and limits (no token needed)")
-    async def health():
-        return {"status": "ok", "version": __version__, "model_id": state.model_id, "models": len(state.models),
+    @app.get("/v1/health", summary="liveness, queue and limits (no token needed; the model id only with it)")
+    async def health(request: Request):
+        return {"status": "ok", "version": __version__,
+                "model_id": state.model_id if authorized(request) else None, "models": len(state.models),
                 "uptime_s": round(time.time() - state.started, 1), "queue": state.pool.stats(),
                 "results_kept": len(state.results), "auth_required": opts.token is not None,
                 "limits": {"max_upload_bytes": opts.max_upload_bytes, "time_limit_s": opts.time_limit_s,

@@ -19,8 +19,9 @@ function showError(text) {
 }
 
 function fmtBytes(n) {
-  if (n >= 1 << 30) return (n / (1 << 30)).toFixed(1) + " GB";
-  if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + " MB";
+  const one = (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1));
+  if (n >= 1 << 30) return one(n / (1 << 30)) + " GB";
+  if (n >= 1 << 20) return one(n / (1 << 20)) + " MB";
   if (n >= 1 << 10) return (n / (1 << 10)).toFixed(0) + " KB";
   return n + " bytes";
 }
