@@ -204,6 +204,8 @@ def test_prle_maps_real_run_three_archs_resume_and_gallery(store, zoo_runs, tmp_
                  "--no-progress"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "another zoo" in err[0]
+    assert main(["prle-maps", "--zoo", *_zoo_args(zoo_runs), "--data", str(store), "--split", "test"]) == 1
+    assert "no stored faces in split(s) test" in capsys.readouterr().err
 
 
 def test_shards_partition_the_faces_and_failures_are_recorded(store, zoo_runs, capsys):

@@ -316,6 +316,9 @@ def run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     splits = args.splits or ["train"]
     faces = [f for f in store.faces(split=splits) if in_shard(f.item_key, shard)]
+    if not faces and shard[1] == 1:  # a shard of a larger job may be empty; the whole job may not
+        raise CommandError(f"no stored faces in split(s) {','.join(splits)} of {store.root} (--split names the "
+                           "store's splits: train, val, test)")
     device = args.device or default_device()
     zoo = load_zoo(args.zoo, device)
     names = [m.name for m in zoo]
