@@ -12,7 +12,8 @@ from pathlib import Path
 FFPP_CLIP = "original_sequences/youtube/c40/videos/183.mp4"
 
 
-def tiny_checkpoint(run_dir: Path, *, seed: int = 0, threshold: float = 0.3, calibration: dict | None = None) -> Path:
+def tiny_checkpoint(run_dir: Path, *, seed: int = 0, threshold: float = 0.3, calibration: dict | None = None,
+                    config: dict | None = None) -> Path:
     """A real, randomly initialised ResNet-18 detector at 96 px saved as a run's best.pt (fast to score)."""
     import torch
 
@@ -21,7 +22,8 @@ def tiny_checkpoint(run_dir: Path, *, seed: int = 0, threshold: float = 0.3, cal
     torch.manual_seed(seed)
     det = build_detector("resnet18", pretrained=None, input_size=96)
     extra = {"calibration": calibration} if calibration is not None else None
-    return save_checkpoint(Path(run_dir) / "best.pt", det, val={"threshold": threshold}, extra=extra)
+    return save_checkpoint(Path(run_dir) / "best.pt", det, config=config, val={"threshold": threshold}, extra=extra,
+                           epoch=0 if config else None)
 
 
 def free_port() -> int:

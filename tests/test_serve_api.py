@@ -229,13 +229,18 @@ def test_ensemble_and_calibration_are_reported(run_dir, tmp_path, astronaut_png)
 
     cal = Calibration(temperature=2.5, ece_before=0.31, ece_after=0.04, fitted_on="test set", n=40,
                       threshold=0.45).to_meta()
-    other = tiny_checkpoint(tmp_path / "calibrated", seed=1, calibration=cal)
+    config = {"method": {"name": "sbi"}, "data": {"store": "/data/prepared/ffpp_c23", "train_split": "train",
+                                                 "val_split": "val", "val_fakes": "pseudo"}, "paper": "test config"}
+    other = tiny_checkpoint(tmp_path / "calibrated", seed=1, calibration=cal, config=config)
     app = create_app([str(run_dir), str(other)], **FAST)
     with TestClient(app) as c:
         m = c.get("/v1/model").json()
         assert m["ensemble"] is True and len(m["models"]) == 2
         assert m["models"][1]["calibration"]["temperature"] == 2.5 and m["models"][1]["temperature"] == 2.5
         assert m["models"][0]["calibration"] is None
+        assert m["models"][1]["method"] == "sbi" and m["models"][1]["paper"] == "test config"
+        assert m["models"][1]["training_data"]["store"] == "/data/prepared/ffpp_c23"
+        assert m["models"][1]["training_data"]["val_fakes"] == "pseudo" and m["models"][1]["epoch"] == 0
         r = _post(c, astronaut_png, "face.png")
         assert r.status_code == 200
         b = r.json()

@@ -138,7 +138,8 @@ def training_summary(meta: dict) -> dict:
     val = meta.get("val") if isinstance(meta.get("val"), dict) else {}
     return {
         "method": (method or {}).get("name") if isinstance(method, dict) else method,
-        "training_data": ({k: data.get(k) for k in ("store", "splits", "split", "val_fakes", "frames") if k in data}
+        "training_data": ({k: data.get(k) for k in ("store", "dataset", "train_split", "val_split", "val_fakes",
+                                                    "fake_methods") if k in data}
                           if isinstance(data, dict) else None),
         "paper": cfg.get("paper") if isinstance(cfg, dict) else None,
         "epoch": meta.get("epoch"),
