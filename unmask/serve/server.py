@@ -111,6 +111,11 @@ class ServeState:
             self.scorer = self.scorer or s
             self.scorers.put(s)
         self.cam_lock = threading.Lock()  # Grad-CAM hooks the shared network: one heat-map pass at a time
+        if opts.heatmap_frames > 0:  # import Grad-CAM now (seconds), not in the first user's request
+            from unmask._compat.torchvision_ops import ensure_torchvision_ops
+
+            ensure_torchvision_ops()
+            import pytorch_grad_cam  # noqa: F401
         self.pool = InferencePool(opts.workers, opts.queue_size)
         self.upload_dir, self._own_uploads = private_dir(opts.upload_dir, "unmask-serve-uploads-")
         self.results = ResultStore(opts.results_dir, opts.max_results)
