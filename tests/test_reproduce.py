@@ -92,6 +92,7 @@ def test_dry_run_of_000_table11(capsys) -> None:
     out = capsys.readouterr().out
     assert "paper 000 Table 11" in out and "cross_dataset_000_table8" in out
     assert out.count("| missing | 100 |") == 4
+    assert out.count("| 1,152,000 |") == 4  # no store: the study's 5760 FF++ train faces / 16 x 100 epochs x 32 images
     assert "one GPU: no measurement" in out or "estimated training time on one GPU" in out
     assert "unmask train --config" in out and "bbmg_nrs/table11_row4_bbmg_nrs.yaml" in out
 

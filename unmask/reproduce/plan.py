@@ -195,6 +195,10 @@ def make_plan(study: Study, data: dict[str, str], runs_dir: str | Path, rows: li
         steps = cfg.steps_per_epoch
         if steps is None:
             n = _train_faces(cfg, per_sample)
+            if n is None and study.train_faces:
+                n = study.train_faces
+                note = (note + "; " if note else "") + (f"no store: steps per epoch from the study's train_faces "
+                                                        f"({study.train_faces} faces, the paper's setting)")
             if n is None:
                 note = (note + "; " if note else "") + "steps per epoch = one pass over the store's faces (store not given)"
             else:

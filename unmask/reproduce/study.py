@@ -16,6 +16,8 @@ table: "Table 11"
 title: Ablation of BBMG and NRS (cross-dataset AUC %)
 metric: auc                       # what the paper numbers are (auc, ap, eer, acc@0.5, acc@thr), in %
 train_data: train                 # the --data NAME of the training store (a row may name another: data:)
+train_faces: 5760                 # optional: training faces of the paper's setting (FF++: 720 train videos x 8
+                                  # frames), the --dry-run size of a `steps_per_epoch: null` row when no store is given
 average: [CDF, DFDC, DFDCP, FFIW] # columns whose mean is "Avg" (default: every paper column but Avg), or a
                                   # mapping {Avg: [FF++, CDF, ...], "Avg w/o FF++": [CDF, ...]}
 protocols:
@@ -55,7 +57,8 @@ CONFIG_DIR = ROOT / "configs"
 STUDY_DIR = CONFIG_DIR / "studies"
 METRICS = ("auc", "ap", "eer", "acc@0.5", "acc@thr")
 
-_STUDY_KEYS = {"name", "paper", "table", "title", "metric", "train_data", "average", "protocols", "rows", "notes"}
+_STUDY_KEYS = {"name", "paper", "table", "title", "metric", "train_data", "train_faces", "average", "protocols", "rows",
+               "notes"}
 _ROW_KEYS = {"id", "label", "config", "overrides", "uses", "paper", "data", "notes"}
 _PROTO_KEYS = {"protocol", "only", "splits", "level", "frames", "n_boot", "overrides"}
 
@@ -104,6 +107,7 @@ class Study:
     train_data: str = "train"
     average: list[str] | dict[str, list[str]] | None = None
     path: Path | None = None
+    train_faces: int | None = None  # training faces of the paper's setting: --dry-run's size when no store is given
 
     def row(self, row_id: str) -> StudyRow:
         for r in self.rows:
@@ -340,10 +344,13 @@ def load_study(path_or_name: str | Path, validate: bool = True) -> Study:
             if target.uses is not None:
                 raise StudyError(f"{where} row {r.id}: uses row {r.uses!r}, which itself uses {target.uses!r}; "
                                  f"name the trained row")
+    tf = data.get("train_faces")
+    if tf is not None and (isinstance(tf, bool) or not isinstance(tf, int) or tf < 1):
+        raise StudyError(f"{where}.train_faces: expected a positive integer, got {tf!r}")
     study = Study(name=name, paper=str(data["paper"]), table=str(data["table"]), rows=rows, protocols=protocols,
                   metric=metric, notes=str(data.get("notes") or "").strip(), title=str(data.get("title") or ""),
                   train_data=str(data.get("train_data") or "train"),
-                  average=_averages(data.get("average"), f"{where}.average"), path=path)
+                  average=_averages(data.get("average"), f"{where}.average"), path=path, train_faces=tf)
     if validate:
         for r in rows:
             if r.config:
