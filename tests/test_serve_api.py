@@ -357,7 +357,7 @@ def test_unmask_serve_command_serves_on_loopback_by_default(run_dir):
     port = free_port()
     repo = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([sys.executable, "-m", "unmask.cli", "serve", "--checkpoint", str(run_dir), "--port",
-                             str(port), "--frames", "2", "--log-level", "warning"], cwd=repo,
+                             str(port), "--frames", "2", "--heatmap-frames", "0", "--log-level", "warning"], cwd=repo,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def up():
