@@ -137,3 +137,31 @@ def test_the_page_says_why_a_file_is_refused(server, browser, tmp_path):
     assert text.startswith("notes.mp4: not an image or video") and "text" in text
     assert not page.is_visible("#result-card")
     page.close()
+
+
+def test_a_server_with_a_token_asks_for_it_on_the_page(tmp_path, browser, astronaut_rgb):
+    import cv2
+
+    from unmask.serve import create_app
+
+    tiny_checkpoint(tmp_path / "run")
+    srv = LiveServer(create_app([str(tmp_path / "run")], token="page-token-4567", heatmap_frames=1))
+    try:
+        page = browser.new_page()
+        page.goto(srv.url + "/")
+        page.wait_for_selector("#token-box:not([hidden])")
+        assert page.text_content("#model-line") == "this server needs an API token"
+        face = tmp_path / "face.png"
+        cv2.imwrite(str(face), astronaut_rgb[:, :, ::-1])
+        page.set_input_files("#file", str(face))  # without the token: refused, and the page says so
+        page.wait_for_selector("#error:not([hidden])")
+        assert "API token" in page.text_content("#error")
+        page.fill("#token", "page-token-4567")
+        page.click("#token-save")
+        page.wait_for_function("document.getElementById('model-line').textContent.startsWith('model:')")
+        page.set_input_files("#file", str(face))
+        page.wait_for_selector("#result-card[data-status=done]", timeout=120_000)
+        page.wait_for_selector("#frame-img[data-loaded='1']")  # the heat map was fetched with the token
+        page.close()
+    finally:
+        srv.stop()
