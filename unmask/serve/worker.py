@@ -106,6 +106,8 @@ class InferencePool:
                 slot.release()
 
         fut = asyncio.get_running_loop().run_in_executor(self._executor, job)
+        # a job whose request already timed out ends unobserved: read its outcome so it is not logged as lost
+        fut.add_done_callback(lambda f: None if f.cancelled() else f.exception())
         try:
             out = await asyncio.wait_for(asyncio.shield(fut), timeout=max(timeout, 0.001))
         except asyncio.TimeoutError:
