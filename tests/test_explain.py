@@ -77,3 +77,13 @@ def test_frame_heatmap_draws_each_face(astronaut_rgb):
     ys, xs = np.nonzero(diff)
     # changes stay within the window (plus the score label drawn above the box)
     assert xs.min() >= 100 and xs.max() < 260 + 100 and ys.max() < 200
+
+
+def test_box_colour_follows_the_verdicts_threshold(astronaut_rgb):
+    """A face scoring 0.4 is called fake at threshold 0.3 (red box) and real at 0.5 (green), as the verdict says."""
+    from unmask.explain.gradcam import annotate
+
+    for threshold, colour in ((0.3, (230, 40, 40)), (0.5, (40, 200, 60))):
+        frame = np.zeros((200, 200, 3), np.uint8)
+        annotate(frame, (50, 80, 150, 180), 0.4, True, threshold)
+        assert tuple(int(v) for v in frame[130, 50]) == colour  # on the box's left edge, below the label
