@@ -296,7 +296,7 @@ def test_over_limit_body_is_refused_while_streaming(live, clip):
     with socket.create_connection(("127.0.0.1", srv.port)) as s:
         s.sendall(raw_request_head(srv.port, "/v1/detect", ctype, None))  # chunked: no length to check up front
         answered = False
-        for i in range(200):  # up to 12.5 MB; the limit is 1 MB
+        for i in range(400):  # up to 25 MB; the limit is 1 MB
             data = head + chunk if i == 0 else chunk
             try:
                 s.sendall(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -308,7 +308,7 @@ def test_over_limit_body_is_refused_while_streaming(live, clip):
                 answered = True
                 break
         assert answered, "the server read the whole over-limit body without answering"
-        assert sent < 4 * 1024 * 1024  # refused soon after the limit, not after the whole body
+        assert sent < 8 * 1024 * 1024  # refused soon after the limit (+ socket buffers), not after the whole body
         status, _, content = read_response(s)
     assert status in (413, 0)  # 0: the reset raced the response on the client side
     if status:
