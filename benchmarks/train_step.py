@@ -12,10 +12,19 @@ a busy machine slows both alike.
     .venv/bin/python benchmarks/train_step.py --device cuda --steps 20  # on a GPU
     .venv/bin/python benchmarks/train_step.py --models resnet18@224 --optim adam
     .venv/bin/python benchmarks/train_step.py --json     # also write benchmarks/results/train_step_<host>_<device>.json
+    # the GPU path (benchmarks/gpu_suite.sh runs it): bf16 autocast (the CUDA default), channels_last, torch.compile
+    .venv/bin/python benchmarks/train_step.py --device cuda --methods sbi --batch 16 --channels-last --compile \
+        --models efficientnet_b4@380:sam resnet50@256:sgd xception@299:sgd --json
+
+--amp bf16 autocasts forward and loss (as `unmask train` with amp: true on CUDA; on CPU too when asked, where
+torch supports bf16 autocast); --channels-last converts the model and the batch to NHWC; --compile [MODE] compiles
+the model's forward (nn.Module.compile; a few warm-up steps absorb the compilation, --warmup). A model spec
+``backbone@size:optim`` overrides --optim for that model.
 
 --json writes the figures (and the machine: host, CPU, GPU, torch) to a JSON file; `unmask reproduce --dry-run`
 reads every benchmarks/results/train_step_*.json to estimate a study's training time on this machine and on a
-GPU. A later run merges into the file: a (backbone, size, method, optim, batch) row is replaced, others are kept.
+GPU. A later run merges into the file: a (backbone, size, method, optim, batch, amp, channels_last,
+compile) row is replaced, others are kept.
 """
 
 from __future__ import annotations
@@ -28,7 +37,8 @@ import sys
 import time
 
 
-def _setup(backbone: str, size: int, method_name: str, batch: int, device: str, optim: str):
+def _setup(backbone: str, size: int, method_name: str, batch: int, device: str, optim: str, amp: str = "auto",
+           channels_last: bool = False, compile_mode: str | None = None):
     import torch
 
     from unmask.methods import build_method
@@ -44,13 +54,19 @@ def _setup(backbone: str, size: int, method_name: str, batch: int, device: str, 
     torch.manual_seed(0)
     method = build_method(cfg)
     model = method.build().to(dev)
-    if dev.type == "cuda":
-        method.attach(model, device=dev, autocast=lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile_mode:
+        model.compile(**({} if compile_mode == "default" else {"mode": compile_mode}))
+    if resolve_amp(amp, dev.type) == "bf16":
+        method.attach(model, device=dev, autocast=lambda: torch.autocast(dev.type, dtype=torch.bfloat16))
     else:
         method.attach(model, device=dev)
     opt = build_optimizer(model.parameters(), cfg.optim)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2 * batch, 3, size, size, generator=g)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     b = {"image": x.to(dev), "label": torch.cat([torch.zeros(batch), torch.ones(batch)]).long().to(dev),
          "index": torch.arange(2 * batch).remainder(batch).to(dev)}
     if method_name == "bbmg_nrs":  # epoch T_k - 1: collect, k-means at its end -> NRS active from epoch T_k
@@ -60,6 +76,11 @@ def _setup(backbone: str, size: int, method_name: str, batch: int, device: str, 
         method.on_epoch_start(1)
         assert method.nrs_active()
     return method, opt, b, dev
+
+
+def resolve_amp(amp: str, device_type: str) -> str:
+    """``auto``: bf16 on CUDA (as training), none on CPU."""
+    return ("bf16" if device_type == "cuda" else "none") if amp == "auto" else amp
 
 
 def nrs_extra_ms(dim: int, batch: int, k_s: int = 500, k: int = 5, repeats: int = 200, device: str = "cpu") -> float:
@@ -95,21 +116,27 @@ def nrs_extra_ms(dim: int, batch: int, k_s: int = 500, k: int = 5, repeats: int 
 
 
 def measure(backbone: str, size: int, methods: list[str], batch: int, steps: int, device: str, optim: str,
-            threads: int | None) -> list[dict]:
+            threads: int | None, amp: str = "auto", channels_last: bool = False, compile_mode: str | None = None,
+            warmup: int = 1) -> list[dict]:
     """Time ``steps`` steps of each method, interleaved step by step so machine load hits all alike."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    runs = [_setup(backbone, size, m, batch, device, optim) for m in methods]
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+    runs = [_setup(backbone, size, m, batch, device, optim, amp, channels_last, compile_mode) for m in methods]
 
     def sync():
         if runs[0][3].type == "cuda":
             torch.cuda.synchronize()
 
-    for method, opt, b, _ in runs:  # warm-up
-        method.step(b, opt, None)
+    t_warm = time.perf_counter()
+    for _ in range(max(1, warmup)):  # warm-up (and torch.compile's compilation)
+        for method, opt, b, _ in runs:
+            method.step(b, opt, None)
     sync()
+    warmup_s = time.perf_counter() - t_warm
     if runs[0][3].type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times: list[list[float]] = [[] for _ in runs]
@@ -125,12 +152,15 @@ def measure(backbone: str, size: int, methods: list[str], batch: int, steps: int
         ts = sorted(ts)
         row = {"backbone": backbone, "size": size, "method": name, "batch": f"{batch}+{batch}", "optim": optim,
                "device": device, "steps": steps, "step_s_median": ts[len(ts) // 2], "step_s_min": ts[0],
-               "img_s": 2 * batch / ts[len(ts) // 2], "times": times[methods.index(name)]}
+               "img_s": 2 * batch / ts[len(ts) // 2], "times": times[methods.index(name)],
+               "amp": resolve_amp(amp, torch.device(device).type), "channels_last": channels_last,
+               "compile": compile_mode, "warmup_steps": max(1, warmup), "warmup_s": warmup_s}
         if name == "bbmg_nrs":
             row["nrs_extra_ms"] = nrs_extra_ms(dim, batch, device=device)
             row["nrs_extra_frac_of_min_step"] = row["nrs_extra_ms"] / 1000 / ts[0]
         if runs[0][3].type == "cuda":
             row["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+            row["gpu"] = torch.cuda.get_device_name(runs[0][3])
         else:
             row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         out.append(row)
@@ -139,13 +169,20 @@ def measure(backbone: str, size: int, methods: list[str], batch: int, steps: int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["resnet18@224", "efficientnet_b4@380"], help="backbone@size")
+    ap.add_argument("--models", nargs="+", default=["resnet18@224", "efficientnet_b4@380"],
+                    help="backbone@size or backbone@size:optim (that model's optimizer instead of --optim)")
     ap.add_argument("--methods", nargs="+", default=["sbi", "bbmg_nrs"])
     ap.add_argument("--batch", type=int, default=8, help="real images per step (as many fakes are added)")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--optim", default="sam", choices=["sam", "sgd", "adam"])
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "none"],
+                    help="bf16 autocast (auto: on CUDA, as training; none on CPU)")
+    ap.add_argument("--channels-last", action="store_true", help="model and batch in channels_last (NHWC)")
+    ap.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                    help="torch.compile the model (MODE: default, reduce-overhead, max-autotune)")
+    ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 1; 3 with --compile)")
     ap.add_argument("--json", nargs="?", const="", default=None, metavar="PATH",
                     help="also write the figures to PATH (default: benchmarks/results/train_step_<host>_<device>.json)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process: one configuration
@@ -153,19 +190,24 @@ def main() -> None:
     if args.one:
         backbone, size, *methods = args.one.split(",")
         print(json.dumps(measure(backbone, int(size), methods, args.batch, args.steps, args.device, args.optim,
-                                 args.threads)))
+                                 args.threads, args.amp, args.channels_last, args.compile,
+                                 args.warmup or (3 if args.compile else 1))))
         return
     rows, paired = [], {}
     for spec in args.models:
         backbone, size = spec.split("@")
+        size, _, optim = size.partition(":")
+        optim = optim or args.optim
         groups = [[m] for m in args.methods]  # alone: peak memory of each method by itself
         if {"sbi", "bbmg_nrs"} <= set(args.methods):
             groups.append(["sbi", "bbmg_nrs"])  # together, interleaved: the overhead ratio
         for group in groups:
             cmd = [sys.executable, __file__, "--one", ",".join([backbone, size, *group]), "--batch", str(args.batch),
-                   "--steps", str(args.steps), "--device", args.device, "--optim", args.optim]
+                   "--steps", str(args.steps), "--device", args.device, "--optim", optim, "--amp", args.amp]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
+            cmd += ["--channels-last"] * args.channels_last + (["--compile", args.compile] if args.compile else [])
+            cmd += ["--warmup", str(args.warmup)] if args.warmup else []
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"{spec} {group}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
@@ -179,7 +221,8 @@ def main() -> None:
             mem = f"{row['peak_mem_mb']:.0f} MB GPU" if "peak_mem_mb" in row else f"{row['peak_rss_mb']:.0f} MB RSS"
             print(f"{spec:<22} {row['method']:<9} {row['optim']:<4} batch {row['batch']:<6} "
                   f"step {row['step_s_median']:.3f} s (min {row['step_s_min']:.3f})  {row['img_s']:.1f} img/s  "
-                  f"peak {mem}", flush=True)
+                  f"peak {mem}  [amp {row.get('amp')}{', channels_last' if row.get('channels_last') else ''}"
+                  f"{', compile ' + row['compile'] if row.get('compile') else ''}]", flush=True)
             if "nrs_extra_ms" in row:
                 print(f"{'':<22} NRS's own work (memory top-k, distances, weights; best of 200): "
                       f"{row['nrs_extra_ms']:.2f} ms = {100 * row['nrs_extra_frac_of_min_step']:.2f}% of the fastest "
@@ -210,7 +253,8 @@ def write_json(rows: list[dict], path: str | None, device: str, threads: int | N
                "threads": threads or torch.get_num_threads(), "load_avg_1m": round(os.getloadavg()[0], 2),
                "gpu": torch.cuda.get_device_name(0) if dev == "cuda" and torch.cuda.is_available() else None}
     old = json.loads(out.read_text()).get("rows", []) if out.is_file() else []
-    key = lambda r: (r["backbone"], r["size"], r["method"], r["optim"], r["batch"])  # noqa: E731
+    key = lambda r: (r["backbone"], r["size"], r["method"], r["optim"], r["batch"], r.get("amp") or "none",  # noqa: E731
+                     bool(r.get("channels_last")), r.get("compile") or None)  # a bf16 / NHWC / compiled row is its own
     new = [{k: v for k, v in r.items() if k != "times"} | {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
            for r in rows]
     merged = {key(r): r for r in old} | {key(r): r for r in new}

@@ -146,8 +146,14 @@ def test_submit_sh_chains_job_ids(tmp_path, spaced, monkeypatch):
     assert calls["collect_table.sbatch"][2] == f"--dependency=afterany:{want}"
 
 
-def test_slurm_multi_node_and_single_process(tmp_path, spaced):
+def test_slurm_multi_node_and_single_process(tmp_path, spaced, monkeypatch):
     study, data, plan = _plan(spaced)
+    monkeypatch.chdir(tmp_path)
+    rel = L.options_from_args(_args("--launcher", "slurm"))
+    L.write_slurm(plan, rel, study=study.name, data=data, directory=Path("rel") / "slurm", collect_argv=["reproduce"])
+    # sbatch resolves --output from where it is called (submit.sh cd's into the folder): the log path is absolute
+    assert f"#SBATCH --output={tmp_path / 'rel' / 'slurm' / 'logs'}/%x-%j.out" in \
+        _script_lines(tmp_path / "rel" / "slurm" / "train_sbi.sbatch")
     opts = L.options_from_args(_args("--launcher", "slurm", "--nproc-per-node", "8", "--nnodes", "2",
                                      "--master-port", "29600", "--torchrun-args", "--max-restarts 1"))
     L.write_slurm(plan, opts, study=study.name, data=data, directory=tmp_path / "m", collect_argv=["reproduce"])

@@ -70,7 +70,7 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``--launcher`` options of ``unmask reproduce`` (one argument group)."""
     g = parser.add_argument_group(
         "launchers (beyond one process)",
-        "--launcher torchrun trains each row with `torchrun --nproc_per_node N -m unmask.cli train ...`; "
+        "--launcher torchrun trains each row with torchrun (--nproc-per-node processes per node, DDP); "
         "--launcher slurm writes sbatch scripts (prepare job arrays, one training and one evaluation job per row, "
         "a collect job) and a submit.sh that chains them with --dependency=afterok, prints the sbatch commands and "
         "submits nothing unless --submit; --collect builds the table from the run directories and names the rows "
@@ -330,7 +330,7 @@ def write_slurm(plan: Sequence[Any], o: LaunchOptions, *, study: str, data: dict
     from unmask.io import atomic_write_text
 
     directory = Path(directory)
-    logs = directory / "logs"
+    logs = directory.resolve() / "logs"  # absolute: sbatch resolves --output from where it is called (submit.sh cd's)
     logs.mkdir(parents=True, exist_ok=True)
     workdir = Path(workdir or Path.cwd()).resolve()
     gpus = o.nproc_per_node if o.gpus_per_node is None else o.gpus_per_node

@@ -1,7 +1,7 @@
 """A study -> one ``RowRun`` per row: where it trains, the exact commands, and how far along it is.
 
 The plan is the contract between ``unmask reproduce`` (which runs it here, one row after another) and the
-launchers (torchrun, slurm: :mod:`unmask.reproduce.launch`), which run the same argument lists elsewhere.
+launchers (torchrun, slurm: :mod:`unmask.reproduce.launchers`), which run the same argument lists elsewhere.
 
 - ``train_argv``: the ``unmask train`` arguments (no executable) that train the row into ``run_dir``:
   ``["train", "--config", CONFIG, *overrides, "data.store=STORE", "--out", RUN_DIR]``. ``unmask train`` resumes
