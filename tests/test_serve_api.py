@@ -322,15 +322,15 @@ def test_stalled_upload_and_slow_scoring_hit_the_time_limit(run_dir, clip, tmp_p
     from unmask.serve import create_app
 
     up = tmp_path / "uploads"
-    app = create_app([str(run_dir)], time_limit_s=1.0, frames=16, heatmap_frames=6, upload_dir=str(up))
+    app = create_app([str(run_dir)], time_limit_s=0.5, frames=32, heatmap_frames=8, upload_dir=str(up))
     srv = LiveServer(app)
     try:
         body, ctype = multipart(clip.read_bytes())
         with socket.create_connection(("127.0.0.1", srv.port)) as s:
             s.sendall(raw_request_head(srv.port, "/v1/detect", ctype, len(body)) + body[:1000])
             status, _, content = read_response(s, timeout=30)  # never sends the rest
-        assert status == 408 and b"time limit of 1 s" in content
-        # 16 frames of 720p + 6 heat maps (Grad-CAM, JPEGs) take seconds on a CPU: the request answers 504 at the limit
+        assert status == 408 and b"time limit of 0.5 s" in content
+        # 32 frames of 720p (HOG on each) + 8 heat maps (Grad-CAM, JPEGs) take seconds on a CPU: 504 at 0.5 s
         r = httpx.post(srv.url + "/v1/detect", files={"file": ("clip.mp4", clip.read_bytes())}, timeout=60)
         assert r.status_code == 504 and "time limit" in r.json()["detail"]
         # the worker keeps its slot until the job really ends, then everything is given back and deleted
