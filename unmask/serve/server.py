@@ -272,8 +272,11 @@ def _jpeg(path: Path, rgb) -> None:
     atomic_write_bytes(path, buf.tobytes())
 
 
-def analyse(state: ServeState, path: Path, entry, heatmaps: bool):
-    """Score one upload (on a worker thread) and write its frame and heat-map images into ``entry``."""
+def analyse(state: ServeState, path: Path, entry, heatmaps: bool, cancelled=lambda: False):
+    """Score one upload (on a worker thread) and write its frame and heat-map images into ``entry``.
+
+    ``cancelled()`` true after scoring (the request already answered 504): the heat maps are not drawn, so the
+    worker is free sooner."""
     from unmask.explain.heatmaps import heatmap_frames
 
     scorer = state.scorers.get()
@@ -282,7 +285,7 @@ def analyse(state: ServeState, path: Path, entry, heatmaps: bool):
         res = scorer.score(path, keep_images=want)
         t0 = time.perf_counter()
         images: dict[int, dict[str, str]] = {}
-        if res.status == "ok" and want:
+        if res.status == "ok" and want and not cancelled():
             with state.cam_lock:
                 # Grad-CAM keeps the whole backward graph: 4 faces per pass bounds the peak (Lite0 @224: ~90 MB
                 # per face) at the same total time
@@ -495,7 +498,7 @@ def create_app(checkpoints: Sequence[str] | str | None, **options):
 
             def job():
                 box["started"] = time.perf_counter()
-                return analyse(state, sink.path, entry, heatmaps)
+                return analyse(state, sink.path, entry, heatmaps, cancelled=lambda: slot.cancelled)
 
             try:
                 res, images, threshold = await state.pool.run(slot, job, deadline - time.perf_counter())
