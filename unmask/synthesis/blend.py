@@ -30,11 +30,14 @@ def blend(source: np.ndarray, target: np.ndarray, mask: np.ndarray, rounding: st
     if rounding == "nearest":
         return cv2.blendLinear(source, target, m, np.float32(1.0) - m)
     # t + m (s - t) in float32, then numpy's truncating cast: exact at m = 0 and m = 1 (cv2.blendLinear on
-    # floats divides by w1 + w2 + eps, which would floor a pure target pixel to one level below).
-    t = target.astype(np.float32)
+    # floats divides by w1 + w2 + eps, which would floor a pure target pixel to one level below). The 1e-3
+    # puts back on its integer a value that float32 left just below it (a mask of 1 - 6e-8 from the resize
+    # back; SBI's float64 lands on the integer there).
     out = cv2.subtract(source, target, dtype=cv2.CV_32F)
-    out = cv2.multiply(out, cv2.merge([m, m, m]) if out.ndim == 3 else m)
-    return cv2.add(out, t).astype(np.uint8)
+    out *= m[..., None] if out.ndim == 3 else m
+    out += target
+    out += np.float32(1e-3)
+    return out.astype(np.uint8)
 
 
 def xray_boundary(mask: np.ndarray) -> np.ndarray:
