@@ -304,6 +304,15 @@ def test_tiny_prle_run_on_the_ffpp_sample_saves_a_plain_backbone(prepared_ffpp, 
     item = data.train[0]
     assert {"prle_aug", "prle_alpha", "prle_area"} <= set(item) and item["image"].shape == (3, 48, 48)
 
+    # Table VI: one member's maps only, fused into their own cache folder
+    from unmask.data.map_sidecars import load_maps
+
+    solo = PRLEAugment(p=1.0, members=("vgg",), fusion="average", tau1=0.3)
+    got = solo.load_maps(store, faces[0])
+    vgg = load_maps(store, "zoo", faces[0], ["vgg"])[0]
+    assert got.shape == (1, *vgg.shape) and np.abs(got[0] - np.where(vgg > 0.3, vgg, 0)).max() <= 0.5 / 255 + 1e-6
+    assert (store / "maps" / "zoo" / "_fused" / "average-t0.3-vgg").is_dir()
+
     result = train(cfg, tmp_path / "run")
     assert result.steps == 3 and all(np.isfinite(result.losses))
     state = load_checkpoint(tmp_path / "run" / "best.pt")
