@@ -380,3 +380,15 @@ def test_prle_steps_f3net_whose_detector_is_the_plain_f3net():
     assert batch["image"].shape == (4, 3, 64, 64) and "prle_aug" in batch
     metrics = method.step(batch, build_optimizer(model.parameters(), cfg.optim), None)
     assert np.isfinite(metrics["loss"]) and isinstance(method.detector(model), F3Net)
+
+
+def test_face_dataset_applies_light_augmentation_only_when_training_augments(tmp_path):
+    from unmask.train.config import LightAugConfig
+
+    records = _synthetic_store(tmp_path / "store", n=2)
+    on = LightAugConfig(enabled=True, p_jpeg=1.0, p_noise=1.0)
+    plain = FaceDataset(records, 48, (0.04, 0.20), seed=1, augment=True)[0]["image"]
+    light = FaceDataset(records, 48, (0.04, 0.20), seed=1, augment=True, light_aug=on)[0]["image"]
+    assert (light - plain).abs().mean() > 0.005  # same window and flip (drawn first), other pixels
+    fixed = FaceDataset(records, 48, 0.125, augment=False)[0]["image"]
+    assert torch.equal(FaceDataset(records, 48, 0.125, augment=False, light_aug=on)[0]["image"], fixed)
