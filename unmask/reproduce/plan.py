@@ -115,12 +115,23 @@ def _train_faces(cfg, per_sample: int) -> int | None:
     return len(pick_evenly(faces, d.max_faces))
 
 
+_PROTOCOLS: dict[tuple, Any] = {}  # (name, overrides, file mtime) -> ProtocolConfig: a plan loads each protocol once
+
+
+def _load_protocol(name: str, overrides: list[str]):
+    from unmask.evaluate.protocols import find_protocol, load_protocol
+
+    path = find_protocol(name)
+    key = (name, tuple(overrides), path.stat().st_mtime_ns)
+    if key not in _PROTOCOLS:
+        _PROTOCOLS[key] = load_protocol(name, overrides)
+    return _PROTOCOLS[key]
+
+
 def protocol_argv(study: Study, index: int, label: str, run_dir: Path, data: dict[str, str]) -> tuple[list[str], Path]:
     """The ``unmask protocol`` call for the study's ``index``-th protocol on ``run_dir``, and its --out."""
-    from unmask.evaluate.protocols import load_protocol
-
     sp = study.protocols[index]
-    cfg = load_protocol(sp.protocol, sp.overrides)
+    cfg = _load_protocol(sp.protocol, sp.overrides)
     set_names = {t.name for t in cfg.test_sets}
     settings = {"only": sp.only, "splits": sp.splits, "level": sp.level, "frames": sp.frames, "n_boot": sp.n_boot,
                 "overrides": sp.overrides}
