@@ -16,9 +16,9 @@ Steps 1-2 run where they are cheapest: in the data-loader workers, in numpy, on 
 (:class:`PRLEAugment`, handed to :class:`unmask.train.data.FaceDataset` through ``DataRecipe.face_aug``, which cuts
 the fused map by the same random-margin window, resize and flip as the image). The fusion is static (sec. III-B:
 "performed in an offline way"): each face's fused map A^ is computed once, at the stored crop's geometry (the
-zoo maps' own: the face's 12.5%-margin window there spans about 220-430 px on FF++ c40, so eq. 7's 3x3 neighbourhood has
-about the scale of the paper's 256 px faces), and cached as an 8-bit PNG beside the zoo maps (``<store>/maps/<set>/_fused/<fusion key>/...``,
-written atomically by whichever worker needs it first; a read-only store recomputes it each time), so an epoch
+zoo maps' own: the face's 12.5%-margin window there spans about 220-430 px on FF++ c40, so eq. 7's 3x3
+neighbourhood has about the scale of the paper's 256 px faces), and cached as an 8-bit PNG beside the zoo maps
+(``<store>/maps/<set>/_fused/<fusion key>/...``, written atomically by whichever worker needs it first; a read-only store recomputes it each time), so an epoch
 after the first decodes one map per face instead of K and fuses nothing. The train step only weights the loss, so
 it costs what ``baseline``'s does (Table VIII: < 3% on Xception; ``benchmarks/prle_step.py``), and nothing of
 PRLE is in the model: ``best.pt`` is the plain backbone, inference is identical.
