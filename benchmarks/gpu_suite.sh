@@ -13,7 +13,8 @@
 #                         with K = 0, 4, 8, 16 workers, compared with the step's images/s: does the loader keep the
 #                         GPU fed. Store: $UNMASK_STORE (a prepared store with train reals), else one prepared here
 #                         from the embedded astronaut clip (unmask demo's video; no dataset needed)
-# 4. train_cuda.log       a real `unmask train` on CUDA (bf16 AMP, 4 loader workers, validation, checkpoints):
+# 4. train_cuda.log       a real `unmask train` on CUDA (bf16 AMP, channels_last, 4 loader workers, validation,
+#                         checkpoints):
 #                         the loop's CUDA path end to end
 # Each step has its own time limit, so one slow step cannot eat the others; a failed step is recorded and the
 # suite goes on. Python: $PYTHON, else .venv/bin/python, else python3 (it must have a CUDA torch).
@@ -109,7 +110,7 @@ step loader 150 "$PY" benchmarks/loader_feed.py --store "$STORE" --device "$DEV"
 
 # 4. the training loop on the device: bf16 AMP, loader workers, validation, checkpoints, resume-ready last.pt
 step train_loop "$TRAIN_LIMIT" "$PY" -m unmask.cli train --config configs/tiny/sbi.yaml --out "$OUT/train_run" \
-  "data.store=$STORE" data.dataset=generic "device=$DEV" amp=true "model.backbone=$TRAIN_BACKBONE" model.pretrained=null \
+  "data.store=$STORE" data.dataset=generic "device=$DEV" amp=true channels_last=true "model.backbone=$TRAIN_BACKBONE" model.pretrained=null \
   "model.input_size=$TRAIN_SIZE" "batch_size=$B" epochs=2 steps_per_epoch=5 "data.num_workers=$NW" run.progress=false \
   run.tensorboard=false > "$OUT/train_cuda.log" 2>&1
 tail -n 5 "$OUT/train_cuda.log"

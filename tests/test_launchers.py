@@ -386,3 +386,30 @@ def test_loader_workers_fork_after_cv2_pool_use(tmp_path, prepared_ffpp):
         pytest.fail("training with data.num_workers=2 hung after OpenCV's thread pool was used in the trainer")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "steps 1" in proc.stdout
+
+
+def test_channels_last_training_matches_nchw_and_loads(tmp_path):
+    """train's channels_last (the GPU path's NHWC option): the same losses as NCHW up to float rounding, and its
+    checkpoint loads into a plain (NCHW) detector."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from _train_fixtures import toy_train_data, train_capturing_method
+
+    from unmask.models import load_detector
+    from unmask.train.config import load_train_config
+    from unmask.train.loop import train
+
+    torch.set_num_threads(1)
+    base = ["method.name=sbi", "model.backbone=resnet18", "model.pretrained=null", "model.input_size=32",
+            "run.progress=false", "run.tensorboard=false", "optim.name=sgd", "optim.lr=0.01", "epochs=1",
+            "batch_size=4", "steps_per_epoch=3", "schedule.name=constant"]
+    a = train(load_train_config(None, base), tmp_path / "nchw", data=toy_train_data(n=12))
+    b, method = train_capturing_method(load_train_config(None, [*base, "channels_last=true"]), tmp_path / "nhwc",
+                                       toy_train_data(n=12))
+    convs = [m.weight for m in method.model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[-1] > 1]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)  # NHWC for real
+    assert torch.allclose(torch.tensor(a.losses), torch.tensor(b.losses), rtol=1e-3, atol=1e-4), (a.losses, b.losses)
+    det, _ = load_detector(tmp_path / "nhwc")
+    x = torch.rand(2, 3, 32, 32)
+    ref, _ = load_detector(tmp_path / "nchw")
+    with torch.no_grad():
+        assert torch.allclose(det(x), ref(x), rtol=1e-2, atol=1e-3)

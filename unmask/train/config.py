@@ -127,6 +127,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision on CUDA (ignored on CPU)
     amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    channels_last: bool = False  # NHWC weights and batches (a GPU speed option: benchmarks/gpu_suite.sh measures it)
     paper: str = ""  # e.g. "000 Table 11 row 4 (BBMG + NRS)"
 
 

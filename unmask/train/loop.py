@@ -92,6 +92,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
 
     method = build_method(cfg)
     module = method.build().to(device)
+    if cfg.channels_last:
+        module = module.to(memory_format=torch.channels_last)
     model = DDP(module, device_ids=[device.index] if device.type == "cuda" else None) if dist.enabled else module
     method.attach(model, device=device, dist=dist, autocast=autocast, grad_clip=cfg.optim.grad_clip)
 
@@ -169,7 +171,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
         epoch_losses: list[float] = []  # this epoch's steps run by this process (a resumed epoch: from the resume on)
         for batch in loader:
             t_data = time.time()
-            metrics = method.step(_to_device(batch, device), optimizer, scaler)
+            batch = _to_device(batch, device)
+            if cfg.channels_last and batch["image"].dim() == 4:
+                batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+            metrics = method.step(batch, optimizer, scaler)
             method.after_step()
             scheduler.step()
             global_step += 1
