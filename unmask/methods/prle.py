@@ -7,8 +7,8 @@ fusion, :mod:`unmask.methods.prle_fusion`) gives each training face a fused map 
 1. with probability ``p`` (Algorithm 1 line 3: Rand(0, 1) <= p) the face is augmented, else it is used as is;
 2. alpha ~ U(0, 1] per sample (line 5; sec. IV-B), V = the pixels with A^ > 0 sorted by value, descending (eq. 9),
    V_alpha = the first floor(alpha |V|) of them (eq. 10; pixels tied with the last one are kept too, so the
-   mask's edge is an iso-contour of the 8-bit map: :func:`unmask.methods.prle_fusion.top_alpha_mask`), and the image becomes I * (1 - V_alpha (.) M_b)
-   (eq. 11-12), M_b = [A^ > 0] (eq. 4). alpha = 1 masks exactly M_b; alpha -> 0 masks nothing;
+   mask's edge is an iso-contour of the 8-bit map: :func:`unmask.methods.prle_fusion.top_alpha_mask`), and the
+   image becomes I * (1 - V_alpha (.) M_b) (eq. 11-12), M_b = [A^ > 0] (eq. 4). alpha = 1 masks exactly M_b; alpha -> 0 masks nothing;
 3. the loss is eq. 13: the mean over the batch of q_i l(I_i) + (1 - q_i) gamma l(I^_i), i.e. cross-entropy
    with weight gamma on the augmented samples (1 on the others). Defaults p = 0.5, gamma = 1 (sec. IV-B).
 
@@ -18,8 +18,9 @@ the fused map by the same random-margin window, resize and flip as the image). T
 "performed in an offline way"): each face's fused map A^ is computed once, at the stored crop's geometry (the
 zoo maps' own: the face's 12.5%-margin window there spans about 220-430 px on FF++ c40, so eq. 7's 3x3
 neighbourhood has about the scale of the paper's 256 px faces), and cached as an 8-bit PNG beside the zoo maps
-(``<store>/maps/<set>/_fused/<fusion key>/...``, written atomically by whichever worker needs it first; a read-only store recomputes it each time), so an epoch
-after the first decodes one map per face instead of K and fuses nothing. The train step only weights the loss, so
+(``<store>/maps/<set>/_fused/<fusion key>/...``, written atomically by whichever worker needs it first; a
+read-only store recomputes it each time), so an epoch after the first decodes one map per face instead of K and
+fuses nothing. The train step only weights the loss, so
 it costs what ``baseline``'s does (Table VIII: < 3% on Xception; ``benchmarks/prle_step.py``), and nothing of
 PRLE is in the model: ``best.pt`` is the plain backbone, inference is identical.
 
