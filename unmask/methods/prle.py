@@ -8,7 +8,8 @@ fusion, :mod:`unmask.methods.prle_fusion`) gives each training face a fused map 
 2. alpha ~ U(0, 1] per sample (line 5; sec. IV-B), V = the pixels with A^ > 0 sorted by value, descending (eq. 9),
    V_alpha = the first floor(alpha |V|) of them (eq. 10; pixels tied with the last one are kept too, so the
    mask's edge is an iso-contour of the 8-bit map: :func:`unmask.methods.prle_fusion.top_alpha_mask`), and the
-   image becomes I * (1 - V_alpha (.) M_b) (eq. 11-12), M_b = [A^ > 0] (eq. 4). alpha = 1 masks exactly M_b; alpha -> 0 masks nothing;
+   image becomes I * (1 - V_alpha (.) M_b) (eq. 11-12), M_b = [A^ > 0] (eq. 4). alpha = 1 masks exactly M_b;
+   alpha -> 0 masks nothing;
 3. the loss is eq. 13: the mean over the batch of q_i l(I_i) + (1 - q_i) gamma l(I^_i), i.e. cross-entropy
    with weight gamma on the augmented samples (1 on the others). Defaults p = 0.5, gamma = 1 (sec. IV-B).
 
