@@ -1,31 +1,39 @@
 """README command 1 (`unmask demo`) runs every stage on the embedded face and leaves its outputs."""
 
+import json
 import re
 import subprocess
 import sys
 
 import cv2
+import pytest
 
 
 def test_demo_end_to_end_small(tmp_path):
     out = tmp_path / "demo"
-    proc = subprocess.run(
-        [sys.executable, "-m", "unmask.cli", "demo", "--out", str(out), "--steps", "2", "--frames", "6"],
-        capture_output=True, text=True, timeout=600,
-    )
+    args = [sys.executable, "-m", "unmask.cli", "demo", "--out", str(out), "--steps", "2", "--epochs", "2",
+            "--frames", "6", "--fakes", "1"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for png in ("faces.png", "synth_bbmg.png", "heatmaps/astronaut_png.png", "heatmaps/astronaut_bbmg_pseudofake_png.png"):
+    for png in ("faces.png", "synth_bbmg.png", "heatmaps/astronaut_png.png", "heatmaps/astronaut_bbmg_pseudofake1_png.png",
+                "heatmaps/grace_hopper_png.png", "heatmaps/grace_hopper_sbi_pseudofake1_png.png"):
         img = cv2.imread(str(out / png))
         assert img is not None and img.std() > 5, png  # a real picture, not a blank
     assert (out / "run" / "last.pt").is_file()
     rows = {m.group(1): float(m.group(2)) for m in
-            re.finditer(r"^(astronaut\S*\.png)\s+ok\s+([0-9.]+)", proc.stdout, flags=re.M)}
-    assert set(rows) == {"astronaut.png", "astronaut_bbmg_pseudofake.png"}
+            re.finditer(r"^((?:astronaut|grace_hopper)\S*\.png)\s.*?\s(\d\.\d{3})\s+(?:\d\.\d{3}|-)\s+(?:real|fake)",
+                        proc.stdout, flags=re.M)}
+    assert set(rows) == {"grace_hopper.png", "grace_hopper_sbi_pseudofake1.png", "grace_hopper_bbmg_pseudofake1.png",
+                         "astronaut.png", "astronaut_sbi_pseudofake1.png", "astronaut_bbmg_pseudofake1.png"}
     assert all(0.0 <= p <= 1.0 for p in rows.values())
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["scored"] == 6 and summary["auc_grace_hopper"] is not None and 0 <= summary["auc_all"] <= 1
+    assert {r["image"]: r["fake_probability"] for r in summary["images"]} == pytest.approx(rows, abs=6e-4)
+    # trained with a validation clip: best.pt is calibrated, and the demo says so
+    cal = summary["model"]["calibration"]
+    assert cal["temperature"] > 0 and "val split" in cal["fitted_on"] and "calibrated (T = " in proc.stdout
+    assert re.search(r"^AUC, reals vs pseudo-fakes: Grace Hopper [0-9.]+", proc.stdout, flags=re.M)
     # a second run resumes: nothing is prepared again
-    again = subprocess.run(
-        [sys.executable, "-m", "unmask.cli", "demo", "--out", str(out), "--steps", "2", "--frames", "6"],
-        capture_output=True, text=True, timeout=600,
-    )
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "1 already done, 0 processed" in again.stdout
+    assert "2 already done, 0 processed" in again.stdout
