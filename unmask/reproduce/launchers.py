@@ -520,6 +520,10 @@ def launch(study: Any, plan: list[Any], args: argparse.Namespace, out_dir: str |
         return 0 if all(s.done for s in states) else 1
     if o.launcher == "local":
         return None
+    if getattr(args, "no_train", False):  # --no-train: evaluate what is trained, train nothing (no train jobs)
+        import dataclasses
+
+        plan = [dataclasses.replace(rr, train_argv=[]) for rr in plan]
     if o.launcher == "slurm":
         if study.name not in study_names() and study.path is not None:
             args.study = str(Path(study.path).resolve())  # a study file given by path: the collect job finds it
