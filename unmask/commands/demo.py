@@ -296,9 +296,8 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError("--serve needs a model: train one (--steps > 0) or pass --checkpoint")
         from unmask.serve.server import run_server
 
-        print(f"serving the demo's model at http://{args.host}:{args.port}/ (API docs at /docs; Ctrl-C stops)",
-              flush=True)
-        run_server([checkpoint], host=args.host, port=args.port)
+        print(f"[demo] unmask serve --checkpoint {checkpoint} (Ctrl-C stops)", flush=True)
+        run_server([checkpoint], host=args.host, port=args.port)  # prints the URL once the model is loaded
     return 0
 
 
