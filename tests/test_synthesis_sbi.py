@@ -195,6 +195,21 @@ def test_sbi_affine_and_elastic_ranges(astro_faces):
     assert (cfg.mask.elastic_alpha, cfg.mask.elastic_sigma) == (50.0, 7.0)
 
 
+def test_elastic_acts_in_the_source_pictures_pixels(astro_faces):
+    """SBI's alpha 50 / sigma 7 are pixels of its crop at the frame's resolution: on a window resized by f,
+    sigma becomes 7 f and alpha 50 f^2 (the displacement scales with f)."""
+    faces, loader = astro_faces
+    img, lm = loader(faces[0]), faces[0].landmarks
+    s = build_synthesizer("sbi")
+    assert s.synth(img, lm, 0).record["mask"]["elastic"] == [50.0, 7.0]
+    assert s.synth(img, lm, 0, pixel_scale=2.0).record["mask"]["elastic"] == [200.0, 14.0]
+    ds = PairDataset(faces[:1], s, image_size=380, seed=0, augment=False, loader=loader)
+    p = ds.pair(0)
+    x0, y0, x1, y1 = p["record"]["window"]
+    f = float(np.sqrt(380 / (x1 - x0) * 380 / (y1 - y0)))
+    assert p["record"]["mask"]["elastic"] == pytest.approx([50 * f * f, 7 * f], abs=0.06)
+
+
 def test_elastic_field_has_albumentations_statistics():
     """The lattice-drawn field has the spread and smoothness of albumentations' definition (per-pixel
     uniform noise, gaussian_filter(sigma), times alpha) computed exactly with scipy."""

@@ -148,7 +148,8 @@ class MaskConfig:
     bbmg: BBMGConfig = field(default_factory=BBMGConfig)
     elastic: bool = True  # SBI: elastic deformation of the mask only
     # albumentations' ElasticTransform semantics (SBI: alpha 50, sigma 7): per-pixel uniform(-1, 1) noise,
-    # Gaussian-smoothed with ``elastic_sigma`` px, times ``elastic_alpha`` px; pixels of the synthesis canvas.
+    # Gaussian-smoothed with ``elastic_sigma`` px, times ``elastic_alpha`` px; pixels of the picture the face was
+    # cut from (SBI: its crop at the frame's resolution; PairDataset: the stored crop), scaled onto the window.
     elastic_alpha: float = 50.0
     elastic_sigma: float = 7.0
 

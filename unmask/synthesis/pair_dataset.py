@@ -166,7 +166,8 @@ class PairDataset(Dataset):
         bounds = (-wx0 * sx, -wy0 * sy, (img.shape[1] - wx0) * sx, (img.shape[0] - wy0) * sy)
         try:
             res = self.synthesizer.synth(real, lm, rng, identity=getattr(rec, "identity", None)
-                                         or getattr(rec, "video_id", None), bounds=bounds)
+                                         or getattr(rec, "video_id", None), bounds=bounds,
+                                         pixel_scale=float(np.sqrt(sx * sy)))
         except SynthesisError as exc:
             raise SynthesisError(f"{where}: {exc}") from None
         fake, mask = res.fake, res.mask

@@ -114,8 +114,8 @@ class Synthesizer:
         return aligned, valid, {"index": i, "identity": self.pool.identity(i), "face": self.pool.name(i)}
 
     def _mask(self, generator: str, lm: np.ndarray, shape: tuple[int, int], matrix: np.ndarray | None,
-              rng: np.random.Generator, plain: bool = False,
-              ref: tuple[float, float] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+              rng: np.random.Generator, plain: bool = False, ref: tuple[float, float] | None = None,
+              px: float = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
         """The blurred float mask for an image of ``shape``.
 
         It is made on a canvas padded by the blur's reach on every side and then cut: the hull beyond the
@@ -135,7 +135,7 @@ class Synthesizer:
             fx, fy = scale
             ox, oy = 0.5 * fx - 0.5 + pad, 0.5 * fy - 0.5 + pad
             small = (int(np.ceil(h * fy)) + 2 * pad, int(np.ceil(w * fx)) + 2 * pad)
-            m_small, rec = self._padded_mask(generator, lm, small, matrix, rng, plain, None, (fx, fy, ox, oy))
+            m_small, rec = self._padded_mask(generator, lm, small, matrix, rng, plain, None, (fx, fy, ox, oy), px)
             mask = np.zeros((h, w), np.float32)
             nz = nonzero_box(m_small > 0)
             if nz is not None:  # map back only the part of the window the non-zero pixels reach
@@ -156,17 +156,20 @@ class Synthesizer:
         if matrix is not None:  # conjugate by the shift: x' = M (x - pad) + pad
             matrix = matrix.copy()
             matrix[:, 2] += pad - matrix[:, :2].sum(axis=1) * pad
-        mask, rec = self._padded_mask(generator, lm, (h + 2 * pad, w + 2 * pad), matrix, rng, plain, None)
+        mask, rec = self._padded_mask(generator, lm, (h + 2 * pad, w + 2 * pad), matrix, rng, plain, None, None, px)
         return np.ascontiguousarray(mask[pad:pad + h, pad:pad + w]), rec
 
     def _padded_mask(self, generator: str, lm: np.ndarray, shape: tuple[int, int], matrix: np.ndarray | None,
                      rng: np.random.Generator, plain: bool, scale: tuple[float, float] | None,
-                     raster: tuple[float, float, float, float] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+                     raster: tuple[float, float, float, float] | None = None,
+                     px: float = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
         cfg = self.config
         mc = cfg.mask
         elastic = None
         if mc.elastic and not plain:
-            elastic = (mc.elastic_alpha, mc.elastic_sigma)
+            # alpha and sigma are pixels of the picture the face was cut from (SBI: its crop at the frame's
+            # resolution); ``px`` synthesis pixels per such pixel: displacement scales with px, so alpha by px^2.
+            elastic = (mc.elastic_alpha * px * px, mc.elastic_sigma * px)
         lal = mc.lal
         if plain:  # fallback: the un-augmented hull
             lal = dataclasses.replace(lal, p_morph=0.0, p_warp=0.0)
@@ -192,11 +195,15 @@ class Synthesizer:
     # -- the recipe ----------------------------------------------------------------------------------
 
     def synth(self, image: np.ndarray, landmarks81: np.ndarray, rng: np.random.Generator | int,
-              identity: Any = None, bounds: tuple[float, float, float, float] | None = None) -> SynthResult:
+              identity: Any = None, bounds: tuple[float, float, float, float] | None = None,
+              pixel_scale: float | None = None) -> SynthResult:
         """Make one pseudo-fake of ``image`` (HxWx3 uint8 RGB) from its landmarks (81 or 68 points).
 
         ``bounds``: the rectangle (x0, y0, x1, y1, in this image's coordinates) of the picture the face was
         cut from (``PairDataset``: the stored crop), which bounds SBI's crop (``sbi_crop_box``); None: unbounded.
+        ``pixel_scale``: pixels of this image per pixel of that picture (``PairDataset``: the window's resize
+        factor), so the elastic field's alpha / sigma act in the picture's pixels as SBI's do in its crop's;
+        None: 1 (this image is the picture).
         """
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             got = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
@@ -224,12 +231,13 @@ class Synthesizer:
         gens = cfg.mask.generators
         generator = str(gens[int(rng.integers(len(gens)))])
         ref = sbi_shape if cfg.blur.reference == "sbi_crop" else None
-        mask, record["mask"] = self._mask(generator, lm, (h, w), matrix, rng, ref=ref)
+        px = 1.0 if pixel_scale is None else float(pixel_scale)
+        mask, record["mask"] = self._mask(generator, lm, (h, w), matrix, rng, ref=ref, px=px)
         hull_area = polygon_area(np.clip(lm, [0, 0], [w, h]))
         min_sum = max(MIN_MASK_PX, MIN_MASK_FRACTION * float(hull_area))
         if float(mask.sum()) < min_sum:
             # Documented fallback: augmentations (erosion, local parts out of frame) emptied the mask.
-            mask, record["mask"] = self._mask("hull", lm, (h, w), matrix, rng, plain=True, ref=ref)
+            mask, record["mask"] = self._mask("hull", lm, (h, w), matrix, rng, plain=True, ref=ref, px=px)
             record["mask"]["fallback"] = f"{generator} mask was empty; used the plain face hull"
             if float(mask.sum()) < min_sum:
                 raise SynthesisError("the blending mask is empty (face hull outside the image)")
