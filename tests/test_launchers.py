@@ -203,6 +203,8 @@ def test_option_errors():
     with pytest.raises(UnmaskError, match="not in 0..1"):
         L.options_from_args(_args("--launcher", "torchrun", "--nnodes", "2", "--node-rank", "2",
                                   "--master-addr", "n0"))
+    with pytest.raises(UnmaskError, match="need --launcher torchrun or slurm"):
+        L.options_from_args(_args("--nproc-per-node", "4"))
     with pytest.raises(UnmaskError, match="belongs to --launcher slurm"):
         L.options_from_args(_args("--launcher", "torchrun", "--submit"))
     with pytest.raises(UnmaskError, match='--prepare needs NAME="DATASET ROOT'):

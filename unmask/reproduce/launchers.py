@@ -161,6 +161,9 @@ def options_from_args(args: argparse.Namespace) -> LaunchOptions:
                               "(run the same command on every node, each with its own --node-rank)")
     if o.node_rank is not None and not 0 <= o.node_rank < o.nnodes:
         raise UnmaskError(f"--node-rank {o.node_rank} is not in 0..{o.nnodes - 1} (--nnodes {o.nnodes})")
+    if o.launcher == "local" and (o.nproc_per_node > 1 or o.nnodes > 1 or o.torchrun_args):
+        raise UnmaskError("--nproc-per-node / --nnodes / --torchrun-args need --launcher torchrun or slurm "
+                          "(the local launcher trains in this one process)")
     slurm_only = [flag for flag, v in (("--prepare", o.prepare), ("--submit", o.submit), ("--slurm-dir", o.slurm_dir))
                   if v]
     if slurm_only and o.launcher != "slurm":
