@@ -255,7 +255,8 @@ def write_json(rows: list[dict], path: str | None, device: str, threads: int | N
     old = json.loads(out.read_text()).get("rows", []) if out.is_file() else []
     key = lambda r: (r["backbone"], r["size"], r["method"], r["optim"], r["batch"], r.get("amp") or "none",  # noqa: E731
                      bool(r.get("channels_last")), r.get("compile") or None)  # a bf16 / NHWC / compiled row is its own
-    new = [{k: v for k, v in r.items() if k != "times"} | {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    new = [{k: v for k, v in r.items() if k != "times"} | {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                                           "load_avg_1m": round(os.getloadavg()[0], 2)}
            for r in rows]
     merged = {key(r): r for r in old} | {key(r): r for r in new}
     out.parent.mkdir(parents=True, exist_ok=True)
