@@ -123,7 +123,7 @@ def test_dry_run_estimates_from_measured_step_times(tmp_path: Path) -> None:
 
     study = load_study("tiny_demo")
     text = dry_run_text(study, make_plan(study, {}, tmp_path / "runs"), tmp_path / "runs", results=results)
-    assert "one GPU (Test GPU)" in text and "| 96 | 12 s @ 8.0 img/s" in text
+    assert "one GPU (Test GPU)" in text and "| 96 | 12 s @ 8 img/s" in text
     assert "estimated training time on one GPU: 0 s" in text
     assert "estimated training time on this machine" in text and "24 s" in text
 

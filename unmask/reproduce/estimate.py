@@ -31,7 +31,7 @@ class Measurement:
     def describe(self) -> str:
         r = self.row
         tag = "" if self.exact else f", measured with {r['method']}/{r['optim']}"
-        return f"{self.img_s:.1f} img/s ({r['backbone']}@{r['size']}, batch {r['batch']}{tag})"
+        return f"{self.img_s:.3g} img/s ({r['backbone']}@{r['size']}, batch {r['batch']}{tag})"
 
 
 def load_results(results_dir: str | Path | None = None) -> list[dict[str, Any]]:
