@@ -37,3 +37,32 @@ def test_demo_end_to_end_small(tmp_path):
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "2 already done, 0 processed" in again.stdout
+
+
+def test_freeze_bn_stats_keeps_the_pretrained_statistics(tmp_path):
+    """model.freeze_bn_stats (the demo's one-face training): BatchNorm's running statistics stay as built while
+    the weights, BN's affine ones included, learn; without it the statistics move."""
+    import torch
+
+    from _train_fixtures import toy_train_data
+    from unmask.models.checkpoint import load_checkpoint
+    from unmask.train.config import load_train_config
+    from unmask.train.loop import train
+
+    base = ["method.name=sbi", "model.backbone=resnet18", "model.pretrained=null", "model.input_size=32",
+            "run.progress=false", "run.tensorboard=false", "data.num_workers=0", "epochs=1", "steps_per_epoch=2",
+            "batch_size=4", "optim.name=adam", "optim.lr=1e-2"]
+    torch.manual_seed(0)
+    runs = {}
+    for frozen in (True, False):
+        torch.manual_seed(0)
+        train(load_train_config(None, base + [f"model.freeze_bn_stats={str(frozen).lower()}"]), tmp_path / str(frozen),
+              data=toy_train_data(n=8))
+        runs[frozen] = load_checkpoint(tmp_path / str(frozen) / "last.pt")["model"]
+    stats = [k for k in runs[True] if k.endswith("running_mean")]
+    assert stats
+    # a fresh resnet18's BN running mean is 0 and var 1: frozen keeps them, unfrozen moves them
+    assert all(torch.equal(runs[True][k], torch.zeros_like(runs[True][k])) for k in stats)
+    assert not all(torch.equal(runs[False][k], torch.zeros_like(runs[False][k])) for k in stats)
+    weights = [k for k in runs[True] if k.endswith("bn1.weight")]
+    assert any(not torch.equal(runs[True][k], torch.ones_like(runs[True][k])) for k in weights)  # affine learns

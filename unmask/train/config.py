@@ -26,6 +26,10 @@ class ModelConfig:
     drop_rate: float = 0.0  # dropout on the pooled features before the classifier (SBI's EfficientNet-B4: 0.4)
     drop_path_rate: float = 0.0  # stochastic depth in the trunk, timm drop_path_rate (SBI's EfficientNet-B4: 0.2)
     options: dict[str, Any] = field(default_factory=dict)  # the arch's own options (e.g. f3net: fad_bands)
+    # BatchNorm layers keep their pretrained running statistics during training (eval mode; their affine weights
+    # still learn). For training sets of one or a few faces (the demo): statistics of one face make every other
+    # face out of distribution. Off by default (the papers train BN normally).
+    freeze_bn_stats: bool = False
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
     # ---- epochs -----------------------------------------------------------------------------------------------
     while epoch < cfg.epochs:
         model.train()
+        if cfg.model.freeze_bn_stats:  # BatchNorm normalizes with its pretrained running statistics (config.py)
+            for m in module.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         sampler.set_epoch(epoch)
         sampler.set_start(step_in_epoch * cfg.batch_size)
         data.train.set_epoch(epoch)
