@@ -1,4 +1,4 @@
-"""The main job, end to end, on the embedded default face: no dataset, no download, about a minute on a CPU.
+"""The main job, end to end, on the embedded default face: no dataset, no download, about two minutes on a CPU.
 
 Input: scikit-image's astronaut portrait (Eileen Collins, NASA, public domain), which ships inside an
 installed package. The demo runs every stage of unmask on it, with the same code a benchmark goes through:
@@ -18,7 +18,8 @@ installed package. The demo runs every stage of unmask on it, with the same code
 
 One identity is a small training set: BatchNorm keeps its ImageNet statistics (model.freeze_bn_stats), without
 which every face but the astronaut's looked fake to the detector. The demo prints the verdicts and AUCs as they
-come out; the README gives the measured ones. Everything lands in --out; running the demo again resumes (finished stages are skipped).
+come out; the README gives the measured ones. Everything lands in --out; running the demo again resumes
+(finished stages are skipped).
 `--serve` then starts `unmask serve` on the demo's model and prints its URL.
 """
 
