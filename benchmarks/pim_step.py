@@ -14,8 +14,6 @@ with a non-zero clean coefficient (alpha 0.5, beta 0.3) so that all three gradie
 from __future__ import annotations
 
 import argparse
-import copy
-import time
 
 METHODS = {
     "plain": ["method.name=baseline", "optim.name=sgd"],
@@ -29,43 +27,16 @@ def measure(backbone: str, size: int, batch: int, steps: int, device: str) -> tu
     """Per-method step times over ``steps`` interleaved rounds: (wall seconds, process CPU seconds)."""
     import torch
 
-    from unmask.methods import build_method
-    from unmask.train.config import load_train_config
-    from unmask.train.optim import build_optimizer
+    from _interleaved import build_runs, interleaved_steps
 
     dev = torch.device(device)
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2 * batch, 3, size, size, generator=g).to(dev)
     b = {"image": x, "label": torch.cat([torch.zeros(batch), torch.ones(batch)]).long().to(dev)}
-    runs, start = {}, None
-    for name, args in METHODS.items():
-        cfg = load_train_config(None, [*args, f"model.backbone={backbone}", "model.pretrained=null",
-                                       f"model.input_size={size}", "optim.lr=0.001"])
-        method = build_method(cfg)
-        if start is None:
-            start = method.build()
-        model = copy.deepcopy(start).to(dev)
-        autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda" else None
-        method.attach(model, device=dev, **({"autocast": autocast} if autocast else {}))
-        runs[name] = (method, build_optimizer(model.parameters(), cfg.optim))
-
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    for method, opt in runs.values():  # warm-up
-        method.step(b, opt, None)
-    sync()
-    wall: dict[str, list[float]] = {k: [] for k in runs}
-    cpu: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(steps):
-        for name, (method, opt) in runs.items():
-            t, c = time.perf_counter(), time.process_time()
-            method.step(b, opt, None)
-            sync()
-            wall[name].append(time.perf_counter() - t)
-            cpu[name].append(time.process_time() - c)
+    runs = build_runs(METHODS, [f"model.backbone={backbone}", "model.pretrained=null", f"model.input_size={size}",
+                                "optim.lr=0.001"], dev)
+    wall, cpu = interleaved_steps(runs, b, steps, dev, rotate=False)
     return wall, cpu
 
 

@@ -25,7 +25,6 @@ printed figure spreads it over them, relative to the step).
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 from pathlib import Path
@@ -38,9 +37,7 @@ def _median(v: list[float]) -> float:
 def measure_step(arch_spec: str, size: int, batch: int, steps: int, device: str) -> tuple[dict, dict, list[float]]:
     import torch
 
-    from unmask.methods import build_method
-    from unmask.train.config import load_train_config
-    from unmask.train.optim import build_optimizer
+    from _interleaved import build_runs, interleaved_steps
 
     arch, _, backbone = arch_spec.rpartition(":")
     dev = torch.device(device)
@@ -49,37 +46,11 @@ def measure_step(arch_spec: str, size: int, batch: int, steps: int, device: str)
     b = {"image": torch.rand(batch, 3, size, size, generator=g).to(dev),
          "label": (torch.arange(batch) % 2).long().to(dev),
          "prle_aug": (torch.arange(batch) % 4 < 2).float().to(dev)}
-    runs, start = {}, None
-    for name in ("baseline", "prle", "baseline_b"):
-        cfg = load_train_config(None, [f"method.name={name.split('_')[0]}", f"model.arch={arch or 'timm_classifier'}",
-                                       f"model.backbone={backbone}", "model.pretrained=null",
-                                       f"model.input_size={size}", "optim.name=adam", "optim.lr=0.0002"])
-        method = build_method(cfg)
-        if start is None:
-            start = method.build()
-        model = copy.deepcopy(start).to(dev)
-        autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if dev.type == "cuda" else None
-        method.attach(model, device=dev, **({"autocast": autocast} if autocast else {}))
-        runs[name] = (method, build_optimizer(model.parameters(), cfg.optim))
-
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    for method, opt in runs.values():  # warm-up
-        method.step(b, opt, None)
-    sync()
-    wall: dict[str, list[float]] = {k: [] for k in runs}
-    cpu: dict[str, list[float]] = {k: [] for k in runs}
-    names = list(runs)
-    for r in range(steps):
-        for name in names[r % 3:] + names[:r % 3]:  # rotated order: no method always first
-            method, opt = runs[name]
-            t, c = time.perf_counter(), time.process_time()
-            method.step(b, opt, None)
-            sync()
-            wall[name].append(time.perf_counter() - t)
-            cpu[name].append(time.process_time() - c)
+    common = [f"model.arch={arch or 'timm_classifier'}", f"model.backbone={backbone}", "model.pretrained=null",
+              f"model.input_size={size}", "optim.name=adam", "optim.lr=0.0002"]
+    methods = {"baseline": ["method.name=baseline"], "prle": ["method.name=prle"],
+               "baseline_b": ["method.name=baseline"]}
+    wall, cpu = interleaved_steps(build_runs(methods, common, dev), b, steps, dev)  # rotated order
     times = cpu if dev.type == "cpu" else wall
     ratios = {k: [p / q for p, q in zip(times[k], times["baseline"])] for k in ("prle", "baseline_b")}
     return wall, cpu, ratios

@@ -323,3 +323,31 @@ def test_zoo_configs_are_the_papers_zoo_and_their_tiny_profiles(member, backbone
     tiny = load_train_config(root / "tiny" / f"zoo_{member}.yaml")
     assert tiny.paper.startswith("tiny profile of 001 sec. IV-B") and tiny.method.name == "baseline"
     assert tiny.data.balanced and tiny.epochs * tiny.steps_per_epoch <= 10
+
+
+def test_rewriting_a_member_map_drops_that_faces_cached_fusions(store):
+    """prle caches each face's fused map; a member map written again (prle-maps after a deleted map, a new
+    zoo run into the same set) must not be fused from the cache's stale copy."""
+    from unmask.methods.prle import PRLEAugment
+
+    faces = PreparedStore(store).faces()
+    rec, other = faces[1], faces[2]
+    h, w = crop_shape(rec)
+    write_map_manifest(store, "fz", ["a", "b"], [{"name": "a"}, {"name": "b"}], "logodds")
+    for r in (rec, other):
+        hh, ww = crop_shape(r)
+        write_member_map(store, "fz", r, "a", np.full((hh, ww), 0.8, np.float32))
+        write_member_map(store, "fz", r, "b", np.full((hh, ww), 0.6, np.float32))
+    aug = PRLEAugment(fusion="average", tau1=0.3, map_set_name="fz")
+    first = aug.load_maps(store, rec)
+    cached = sorted((store / "maps" / "fz" / "_fused").rglob("*.png"))
+    assert len(cached) == 1 and np.allclose(first, 0.7, atol=1 / 255)
+    aug.load_maps(store, other)
+    assert len(sorted((store / "maps" / "fz" / "_fused").rglob("*.png"))) == 2
+
+    write_member_map(store, "fz", rec, "a", np.full((h, w), 0.2, np.float32))
+    left = sorted((store / "maps" / "fz" / "_fused").rglob("*.png"))
+    assert len(left) == 1 and cached[0] not in left  # only this face's cache went
+    again = aug.load_maps(store, rec)
+    expected = aug.fuse(load_maps(store, "fz", rec))
+    assert np.allclose(again[0], expected, atol=1 / 255) and not np.allclose(again, first, atol=0.05)

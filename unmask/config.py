@@ -49,6 +49,28 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def yaml_names(folder: Path) -> list[str]:
+    """The stems of the YAML files in ``folder`` (the names a user can give instead of a path)."""
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def find_named_yaml(name_or_path: str | Path, folder: Path, what: str, error: type[Exception]) -> Path:
+    """``name`` -> ``folder/name.yaml``; a path (a YAML suffix, or an existing file) is taken as it is.
+
+    One lookup for protocols, studies and the like, so every kind says the same thing when it is wrong.
+    """
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        if not p.is_file():
+            raise error(f"{what} file not found: {p}")
+        return p
+    cand = folder / f"{name_or_path}.yaml"
+    if not cand.is_file():
+        names = ", ".join(yaml_names(folder)) or "none"
+        raise error(f"unknown {what} {str(name_or_path)!r}; choose from {names} or give a YAML file")
+    return cand
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``train.lr=5e-4`` -> (["train", "lr"], 0.0005). The value is parsed as YAML (numbers, lists, null)."""
     if "=" not in text:

@@ -33,6 +33,9 @@ from unmask.errors import UnmaskError
 MAPS_DIR = "maps"
 MAP_MANIFEST = "manifest.json"
 MAP_FORMAT = "unmask-prle-maps/1"
+# <store>/maps/<set>/_fused/<fusion key>/...: the fused-map cache the prle method writes (no member name starts
+# with "_"). Writing a member's map deletes that face's fused maps, so a recomputed map never meets a stale fusion.
+FUSED_DIR = "_fused"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -118,7 +121,29 @@ def write_member_map(store_root: str | os.PathLike, map_set: str, record, member
             raise UnmaskError(f"map of {record.crop_path} is {cam.shape[1]}x{cam.shape[0]}, its crop "
                               f"{shape[1]}x{shape[0]} (maps are stored at the crop's geometry)")
     path = sidecar_path(store_root, map_set, record, member)
-    return atomic_write_bytes(path, encode_png(quantize(cam)))
+    atomic_write_bytes(path, encode_png(quantize(cam)))
+    drop_fused(store_root, map_set, record)
+    return path
+
+
+def fused_relpath(store_root: str | os.PathLike, record) -> str:
+    """The face's path below ``<set>/_fused/<fusion key>/`` (its crop path below ``crops/``)."""
+    return crop_relpath_of(store_root, record).split("/", 1)[-1]
+
+
+def drop_fused(store_root: str | os.PathLike, map_set: str, record) -> int:
+    """Delete ``record``'s cached fused maps of every fusion key (its member maps changed); returns how many."""
+    fused_root = map_set_dir(store_root, map_set) / FUSED_DIR
+    if not fused_root.is_dir():
+        return 0
+    rel, n = fused_relpath(store_root, record), 0
+    for key_dir in fused_root.iterdir():
+        try:
+            (key_dir / rel).unlink()
+            n += 1
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+    return n
 
 
 def read_map_png(path: str | os.PathLike) -> np.ndarray:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from unmask.config import load_config, to_dict
+from unmask.config import find_named_yaml, load_config, to_dict, yaml_names
 from unmask.errors import UnmaskError
 from unmask.evaluate.aggregate import AggregationConfig, aggregate
 from unmask.evaluate.distortions import TABLE10, DistortionSpec
@@ -88,19 +88,11 @@ class ProtocolConfig:
 
 def find_protocol(name_or_path: str) -> Path:
     """``cross_dataset`` -> configs/protocols/cross_dataset.yaml; a path is taken as it is."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.is_file():
-        if not p.is_file():
-            raise UnmaskError(f"protocol config not found: {p}")
-        return p
-    cand = PROTOCOL_DIR / f"{name_or_path}.yaml"
-    if not cand.is_file():
-        raise UnmaskError(f"unknown protocol {name_or_path!r}; choose from {', '.join(protocol_names())} or give a YAML file")
-    return cand
+    return find_named_yaml(name_or_path, PROTOCOL_DIR, "protocol", UnmaskError)
 
 
 def protocol_names() -> list[str]:
-    return sorted(p.stem for p in PROTOCOL_DIR.glob("*.yaml")) if PROTOCOL_DIR.is_dir() else []
+    return yaml_names(PROTOCOL_DIR)
 
 
 def load_protocol(name_or_path: str, overrides: Sequence[str] = ()) -> ProtocolConfig:

@@ -60,7 +60,6 @@ from unmask.methods.registry import register_method
 # Mean primary-region share of the image in paper 001 Table I (Xception / EfficientNet / VGG on the five FF++
 # subsets: 10.6-20.8%, mean 16.8%): the area of Table IV's random rectangle at alpha = 1.
 RANDOM_AREA = 0.17
-FUSED_DIR = "_fused"  # <store>/maps/<set>/_fused/<fusion key>/: the fused-map cache (no member name starts with _)
 
 
 @functools.lru_cache(maxsize=16)
@@ -195,10 +194,10 @@ class PRLEAugment:
     def load_maps(self, store_root, record) -> np.ndarray:
         """(1, H, W) float32: ``record``'s fused map at the stored crop's geometry, from the cache (written on
         first use) or fused from the zoo maps (:func:`unmask.data.map_sidecars.load_maps`)."""
-        from unmask.data.map_sidecars import crop_relpath_of, crop_shape, map_set_dir, read_map_png
+        from unmask.data.map_sidecars import FUSED_DIR, crop_shape, fused_relpath, map_set_dir, read_map_png
         from unmask.data.map_sidecars import load_maps as load_zoo_maps
 
-        rel = crop_relpath_of(store_root, record).split("/", 1)[-1]  # the crop's path below crops/
+        rel = fused_relpath(store_root, record)
         path = map_set_dir(store_root, self.map_set_name) / FUSED_DIR / self.fused_key(store_root) / rel
         if path.is_file():
             u8 = read_map_png(path)

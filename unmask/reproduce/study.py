@@ -50,6 +50,7 @@ from typing import Any
 
 import yaml
 
+from unmask.config import find_named_yaml, yaml_names
 from unmask.errors import UnmaskError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,20 +137,11 @@ class Study:
 
 def find_study(name_or_path: str | Path) -> Path:
     """``000_table11`` -> configs/studies/000_table11.yaml; a path is taken as it is."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.is_file():
-        if not p.is_file():
-            raise StudyError(f"study file not found: {p}")
-        return p
-    cand = STUDY_DIR / f"{name_or_path}.yaml"
-    if not cand.is_file():
-        names = ", ".join(study_names()) or "none"
-        raise StudyError(f"unknown study {str(name_or_path)!r}; choose from {names} or give a YAML file")
-    return cand
+    return find_named_yaml(name_or_path, STUDY_DIR, "study", StudyError)
 
 
 def study_names() -> list[str]:
-    return sorted(p.stem for p in STUDY_DIR.glob("*.yaml")) if STUDY_DIR.is_dir() else []
+    return yaml_names(STUDY_DIR)
 
 
 def _resolve_config(ref: str, study_path: Path) -> Path | None:
