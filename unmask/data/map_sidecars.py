@@ -148,21 +148,9 @@ def drop_fused(store_root: str | os.PathLike, map_set: str, record) -> int:
 
 def read_map_png(path: str | os.PathLike) -> np.ndarray:
     """A stored map PNG as HxW uint8 (the store's fast decoder, OpenCV otherwise)."""
-    from unmask.data.store import decode_png_fast
+    from unmask.data.store import load_gray
 
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError:
-        raise UnmaskError(f"cannot read PRLE map {path}") from None
-    arr = decode_png_fast(data)
-    if arr is None or arr.ndim != 2:
-        import cv2
-
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
-        if arr is None:
-            raise UnmaskError(f"cannot decode PRLE map {path}")
-    return arr
+    return load_gray(path, "PRLE map")
 
 
 def _missing(store_root, map_set: str, record, member: str) -> UnmaskError:

@@ -215,16 +215,20 @@ def decode_png_fast(data: bytes) -> np.ndarray | None:
     return out.reshape(h, w, ch) if ch == 3 else out.reshape(h, w)
 
 
+def _read_stored(path: str | os.PathLike, what: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        raise UnmaskError(f"cannot read {what} {path}") from None
+
+
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """A stored crop as HxWx3 uint8 RGB: the store's own PNGs through ``decode_png_fast``, anything else
     through OpenCV (decoded straight to RGB where it can: no BGR copy)."""
     import cv2
 
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError:
-        raise UnmaskError(f"cannot read stored crop {path}") from None
+    data = _read_stored(path, "stored crop")
     fast = decode_png_fast(data)
     if fast is not None and fast.ndim == 3:
         return fast
@@ -237,14 +241,23 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     return img if flag is not None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def load_mask(path: str | os.PathLike) -> np.ndarray:
-    """A stored manipulation-mask crop as HxW uint8 (0 = untouched)."""
+def load_gray(path: str | os.PathLike, what: str = "stored mask") -> np.ndarray:
+    """A stored single-channel PNG (a manipulation mask, a PRLE map) as HxW uint8: the fast decoder for the
+    store's own PNGs, OpenCV otherwise."""
     import cv2
 
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise UnmaskError(f"cannot read stored mask {path}")
-    return img
+    data = _read_stored(path, what)
+    arr = decode_png_fast(data)
+    if arr is None or arr.ndim != 2:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE) if data else None
+        if arr is None:
+            raise UnmaskError(f"cannot decode {what} {path}")
+    return arr
+
+
+def load_mask(path: str | os.PathLike) -> np.ndarray:
+    """A stored manipulation-mask crop as HxW uint8 (0 = untouched)."""
+    return load_gray(path, "stored mask")
 
 
 class PreparedStore:
