@@ -65,28 +65,19 @@ def calibrate_on(detector, dataset, faces: list, device, fitted_on: str, batch_s
 
 
 def val_set(cfg, store_path: str | Path, split: str) -> tuple[Any, list]:
-    """The validation set of ``split`` exactly as ``unmask.train.data.build_train_data`` builds it for ``cfg``."""
-    from unmask.data.records import FAKE, REAL
+    """The validation set of ``split`` exactly as training builds it for ``cfg`` (``train.data.build_val_set``)."""
     from unmask.data.store import PreparedStore
-    from unmask.evaluate.aggregate import pick_evenly
     from unmask.methods import build_method
-    from unmask.train.data import FaceDataset, PseudoFakeValSet, resolve_val_fakes
+    from unmask.train.data import build_val_set, resolve_val_fakes
 
     if not Path(store_path).is_dir():
         raise UnmaskError(f"prepared store not found: {store_path}")
-    store = PreparedStore(store_path)
-    d, size = cfg.data, cfg.model.input_size
     recipe = build_method(cfg).data_recipe
-    if resolve_val_fakes(d.val_fakes, recipe) == "pseudo":
-        reals = pick_evenly(store.faces(split=split, labels=[REAL], datasets=d.dataset), d.max_val_faces)
-        if not reals:
-            raise UnmaskError(f"no real faces in split {split!r} of {store_path}")
-        ds = PseudoFakeValSet(reals, recipe.synthesizer, size, float(d.val_margin))
-        return ds, ds.records
-    faces = pick_evenly(store.faces(split=split, labels=[REAL, FAKE], datasets=d.dataset), d.max_val_faces)
-    if not faces:
-        raise UnmaskError(f"no faces in split {split!r} of {store_path}")
-    return FaceDataset(faces, size, float(d.val_margin), seed=0, augment=False), faces
+    ds, faces = build_val_set(cfg, recipe, PreparedStore(store_path), split)
+    if ds is None:
+        what = "real faces" if resolve_val_fakes(cfg.data.val_fakes, recipe) == "pseudo" else "faces"
+        raise UnmaskError(f"no {what} in split {split!r} of {store_path}")
+    return ds, faces
 
 
 def write_calibration(path: str | Path, calibration: Calibration) -> Path:

@@ -267,21 +267,28 @@ def build_train_data(cfg, recipe) -> TrainData:
             balance = [f.label for f in faces]
             if len(set(balance)) < 2:
                 raise UnmaskError(f"data.balanced: split {d.train_split!r} of {d.store} holds one class only")
-    val, val_faces = None, []
-    if d.val_split:
-        # Every face of a frame (the frame score is the max over faces).
-        if resolve_val_fakes(d.val_fakes, recipe) == "pseudo":
-            reals = pick_evenly(_store_faces(store, d.val_split, [REAL], None, d.dataset, False), d.max_val_faces)
-            if reals:
-                val = PseudoFakeValSet(reals, recipe.synthesizer, size, float(d.val_margin))
-                val_faces = val.records
-        else:  # the split's real manipulations, all methods
-            val_faces = pick_evenly(_store_faces(store, d.val_split, [REAL, FAKE], None, d.dataset, False),
-                                    d.max_val_faces)
-            if val_faces:
-                val = FaceDataset(val_faces, size, float(d.val_margin), seed=0, augment=False)
+    val, val_faces = build_val_set(cfg, recipe, store, d.val_split) if d.val_split else (None, [])
     return TrainData(train=train, collate=collate, val=val, val_faces=val_faces, images_per_sample=per_sample,
                      balance_labels=balance)
+
+
+def build_val_set(cfg, recipe, store, split: str) -> tuple[Any, list[FaceRecord]]:
+    """(validation dataset or None, its face records) of ``split``, as training selects epochs on it.
+
+    By ``data.val_fakes``: the split's reals and fixed-seed pseudo-fakes of them, or its real manipulations;
+    every face of a frame (the frame score is the max over faces). ``unmask calibrate`` fits on the same set.
+    """
+    d, size = cfg.data, cfg.model.input_size
+    if resolve_val_fakes(d.val_fakes, recipe) == "pseudo":
+        reals = pick_evenly(_store_faces(store, split, [REAL], None, d.dataset, False), d.max_val_faces)
+        if not reals:
+            return None, []
+        val = PseudoFakeValSet(reals, recipe.synthesizer, size, float(d.val_margin))
+        return val, val.records
+    faces = pick_evenly(_store_faces(store, split, [REAL, FAKE], None, d.dataset, False), d.max_val_faces)
+    if not faces:  # the split's real manipulations, all methods
+        return None, []
+    return FaceDataset(faces, size, float(d.val_margin), seed=0, augment=False), faces
 
 
 def _check_map_set(store: str, face_aug) -> None:
