@@ -79,10 +79,7 @@ def predict(detector, crops: Sequence[np.ndarray], batch_size: int = 32, device:
             temperature: float | None = None) -> np.ndarray:
     """Fake probability of every RGB crop (resized to the detector's input), ``batch_size`` per pass;
     calibrated with ``temperature`` when given (``unmask.evaluate.calibration``)."""
-    out = [predict_tensor(detector, to_batch(crops[i:i + batch_size], detector.input_size), batch_size, device,
-                          temperature)
-           for i in range(0, len(crops), batch_size)]
-    return np.concatenate(out) if out else np.zeros(0, np.float64)
+    return logits_to_probability(predict_logits(detector, crops, batch_size, device), temperature)
 
 
 def predict_logits(detector, crops: Sequence[np.ndarray], batch_size: int = 32,
