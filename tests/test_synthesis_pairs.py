@@ -15,6 +15,7 @@ from unmask.cli import main as cli_main
 from unmask.data.records import FaceRecord
 from unmask.errors import UnmaskError
 from unmask.synthesis import PairDataset, build_synthesizer, pair_collate
+from unmask.train.data import to_float_images
 
 SIZE = 96  # small training crops keep these tests fast; the pipeline is size-agnostic
 
@@ -45,8 +46,13 @@ def _ds(faces_loader, recipe="sbi", **kw):
 def test_items_and_collate_follow_the_contract(astro_faces):
     ds = _ds(astro_faces, "bbmg")
     batch = pair_collate([ds[i] for i in range(4)])
-    assert batch["image"].shape == (8, 3, SIZE, SIZE) and batch["image"].dtype == torch.float32
-    assert 0.0 <= float(batch["image"].min()) and float(batch["image"].max()) <= 1.0
+    assert batch["image"].shape == (8, 3, SIZE, SIZE) and batch["image"].dtype == torch.uint8  # uint8 transport
+    p = ds.pair(0)  # the batch holds the pair's bytes, channels first
+    assert torch.equal(batch["image"][0], torch.from_numpy(p["real"]).permute(2, 0, 1))
+    assert torch.equal(batch["image"][4], torch.from_numpy(p["fake"]).permute(2, 0, 1))
+    x = to_float_images(batch)["image"]  # what the training loop hands the method
+    assert x.dtype == torch.float32 and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert torch.equal(x, batch["image"].float() / 255.0) and to_float_images({"image": x})["image"] is x
     assert batch["label"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
     assert batch["mask"].shape == (8, 1, SIZE, SIZE)
     assert float(batch["mask"][:4].abs().sum()) == 0.0 and float(batch["mask"][4:].amax()) > 0.2

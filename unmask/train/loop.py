@@ -33,7 +33,7 @@ from unmask.models import save_checkpoint
 from unmask.errors import UnmaskError
 from unmask.models.checkpoint import load_checkpoint
 from unmask.train.config import TrainConfig, config_to_dict
-from unmask.train.data import TrainData, build_train_data
+from unmask.train.data import TrainData, build_train_data, to_float_images
 from unmask.train.distributed import barrier, broadcast_object, init_distributed
 from unmask.train.optim import build_optimizer
 from unmask.train.run_dir import BEST, LAST
@@ -175,7 +175,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data: TrainData | None = None) 
         epoch_losses: list[float] = []  # this epoch's steps run by this process (a resumed epoch: from the resume on)
         for batch in loader:
             t_data = time.time()
-            batch = _to_device(batch, device)
+            batch = to_float_images(_to_device(batch, device))  # uint8 pair images -> float32 on the device
             if cfg.channels_last and batch["image"].dim() == 4:
                 batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
             metrics = method.step(batch, optimizer, scaler)

@@ -1,0 +1,81 @@
+"""uint8 transport of training pairs: the loader moves uint8 images, the training loop turns them into float32
+in [0, 1] on the device (``unmask.train.data.to_float_images``), and the method sees what it always saw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from unmask.data.records import FaceRecord
+from unmask.train.config import load_train_config
+from unmask.train.data import TrainData, to_float_images
+
+from _train_fixtures import one_torch_thread  # noqa: F401 (autouse)
+
+
+@pytest.fixture(scope="module")
+def astro_pairs(astronaut_rgb):
+    from unmask.data.crops import storage_crop
+    from unmask.data.faces import build_face_detector
+    from unmask.synthesis import PairDataset
+
+    f = build_face_detector("dlib_hog").detect(astronaut_rgb)[0]
+    sc = storage_crop(astronaut_rgb, f.box, f.landmarks81)
+    faces = [FaceRecord(item_key=f"astro{i}", dataset="embedded", video_id="astronaut", label=0, method="real",
+                        split="train", frame_index=i, face_index=0, crop_path=f"astro{i}", box=sc.box,
+                        landmarks=sc.landmarks, score=1.0, frame_box=f.box, crop_origin=sc.origin) for i in range(4)]
+    return PairDataset(faces, "sbi", image_size=48, seed=0, loader=lambda r: sc.image)
+
+
+def test_to_float_images_is_the_one_conversion():
+    u8 = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    batch = {"image": u8, "label": torch.zeros(4, dtype=torch.long)}
+    out = to_float_images(batch)
+    assert out["image"].dtype == torch.float32 and torch.equal(out["image"] * 255.0, u8.float())
+    assert out["label"] is batch["label"] and batch["image"] is u8  # the input batch is left as it was
+    f = torch.rand(2, 3, 4, 4)
+    assert to_float_images({"image": f})["image"] is f  # float datasets (FaceDataset) pass through
+
+
+def test_the_loop_hands_methods_float_images_from_uint8_pairs(astro_pairs, tmp_path):
+    """A real training run on PairDataset batches: the loader yields uint8, every method step gets float32 in
+    [0, 1] equal to the pair's bytes / 255."""
+    from unmask.synthesis import pair_collate
+    from unmask.train import loop
+
+    seen: list[torch.Tensor] = []
+    real_build = loop.build_method
+
+    def build(cfg):
+        method = real_build(cfg)
+        step = method.step
+
+        def recording_step(batch, *a, **kw):
+            seen.append(batch["image"].detach().clone())
+            return step(batch, *a, **kw)
+
+        method.step = recording_step
+        return method
+
+    cfg = load_train_config(None, ["method.name=sbi", "model.backbone=resnet18", "model.pretrained=null",
+                                   "model.input_size=48", "run.progress=false", "run.tensorboard=false",
+                                   "data.num_workers=0", "epochs=1", "batch_size=2", "steps_per_epoch=2",
+                                   "schedule.name=constant"])
+    data = TrainData(train=astro_pairs, collate=pair_collate, val=None, val_faces=[], images_per_sample=2)
+    assert pair_collate([astro_pairs[0], astro_pairs[1]])["image"].dtype == torch.uint8
+    loop.build_method = build
+    try:
+        result = loop.train(cfg, tmp_path / "run", data=data)
+    finally:
+        loop.build_method = real_build
+    assert len(seen) == 2 and np.isfinite(result.losses).all()
+    for x in seen:
+        assert x.dtype == torch.float32 and x.shape == (4, 3, 48, 48)
+        assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+        u8 = (x * 255.0).round()
+        assert torch.allclose(x * 255.0, u8, atol=1e-3)  # exactly bytes / 255
+    # The reals of the first step are pairs the sampler drew: each is one of the dataset's real images / 255.
+    reals = {torch.from_numpy(astro_pairs.pair(i)["real"]).permute(2, 0, 1).float().div(255.0).sum().item()
+             for i in range(len(astro_pairs))}
+    assert all(any(abs(x[j].sum().item() - r) < 1e-2 for r in reals) for x in seen for j in range(2))
