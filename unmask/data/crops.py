@@ -59,7 +59,7 @@ def storage_window(landmarks68: np.ndarray, frame_shape: Sequence[int], box: np.
 class MarginCrop:
     """A crop of ``image[window]``; ``box`` / ``landmarks`` are in the crop's coordinates."""
 
-    image: np.ndarray
+    image: np.ndarray | None  # None from ``margin_window`` (the window only, for readers that decode just it)
     box: np.ndarray  # (4,) float32
     landmarks: np.ndarray | None  # (N, 2) float32
     window: tuple[int, int, int, int]  # (x0, y0, x1, y1) in the input image
@@ -89,18 +89,27 @@ def margin_crop(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None
     (test time), ``(0.04, 0.20)`` = drawn uniformly per side from ``rng`` (training, BBMG sec. 4.1).
     ``landmarks`` (any (N, 2): 68 or 81 points) and the box are shifted into the crop's coordinates.
     """
+    mc = margin_window(image.shape, box, landmarks, margin, rng)
+    x0, y0, x1, y1 = mc.window
+    mc.image = image[y0:y1, x0:x1]
+    return mc
+
+
+def margin_window(shape: Sequence[int], box: np.ndarray, landmarks: np.ndarray | None, margin: MarginSpec,
+                  rng: np.random.Generator | int | None = None) -> MarginCrop:
+    """``margin_crop`` for an image of ``shape`` without its pixels (``image`` None; same draws, same window):
+    what a reader that decodes only the window needs first (``unmask.data.store.load_rgb_window``)."""
     b = np.asarray(box, dtype=np.float64)
     left, top, right, bottom = draw_margins(margin, rng)
     bw, bh = b[2] - b[0], b[3] - b[1]
-    window = _clamp_window(b[0] - left * bw, b[1] - top * bh, b[2] + right * bw, b[3] + bottom * bh, image.shape)
-    x0, y0, x1, y1 = window
-    crop = image[y0:y1, x0:x1]
+    window = _clamp_window(b[0] - left * bw, b[1] - top * bh, b[2] + right * bw, b[3] + bottom * bh, shape)
+    x0, y0 = window[0], window[1]
     shift = np.array([x0, y0], dtype=np.float64)
     new_box = (b - np.concatenate([shift, shift])).astype(np.float32)
     new_lm = None
     if landmarks is not None:
         new_lm = (np.asarray(landmarks, dtype=np.float64) - shift).astype(np.float32)
-    return MarginCrop(image=crop, box=new_box, landmarks=new_lm, window=window,
+    return MarginCrop(image=None, box=new_box, landmarks=new_lm, window=window,
                       margins=(left, top, right, bottom))
 
 

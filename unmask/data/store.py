@@ -168,15 +168,11 @@ def _encode_png_cv2(arr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def decode_png_fast(data: bytes) -> np.ndarray | None:
-    """Decode a PNG written by ``encode_png`` (8-bit RGB or gray, not interlaced, rows filtered "none" or
-    "up") with ISA-L's inflate and a row-wise numpy unfilter; None for anything else (the caller falls back
-    to OpenCV). Same pixels as any PNG reader, in about half of libpng's time on face crops (1.3 vs 2.6 ms
-    for ~550x510: ISA-L inflates ~2.5x faster than zlib; ``benchmarks/synthesis_speed.py`` measures it)."""
+def _png_parts(data: bytes) -> tuple[tuple[int, ...], bytes] | None:
+    """(IHDR fields, the joined IDAT payload) of an 8-bit RGB or gray, non-interlaced PNG; None otherwise."""
     import struct
 
-    isal_zlib = _isal_zlib()
-    if isal_zlib is None or not data.startswith(_PNG_SIGNATURE):
+    if not data.startswith(_PNG_SIGNATURE):
         return None
     pos, idat, hdr = 8, [], None
     try:
@@ -189,14 +185,27 @@ def decode_png_fast(data: bytes) -> np.ndarray | None:
             elif kind == b"IEND":
                 break
             pos += 12 + n
-        if hdr is None:
-            return None
-        w, h, depth, ctype, _, _, interlace = hdr
-        if depth != 8 or ctype not in (0, 2) or interlace != 0:
-            return None
-        ch = 3 if ctype == 2 else 1
-        raw = isal_zlib.decompress(b"".join(idat))
-    except (struct.error, isal_zlib.error):
+    except struct.error:
+        return None
+    if hdr is None or hdr[2] != 8 or hdr[3] not in (0, 2) or hdr[6] != 0:
+        return None
+    return hdr, b"".join(idat)
+
+
+def decode_png_fast(data: bytes) -> np.ndarray | None:
+    """Decode a PNG written by ``encode_png`` (8-bit RGB or gray, not interlaced, rows filtered "none" or
+    "up") with ISA-L's inflate and a row-wise numpy unfilter; None for anything else (the caller falls back
+    to OpenCV). Same pixels as any PNG reader, in about half of libpng's time on face crops (1.3 vs 2.6 ms
+    for ~550x510: ISA-L inflates ~2.5x faster than zlib; ``benchmarks/synthesis_speed.py`` measures it)."""
+    isal_zlib = _isal_zlib()
+    parts = _png_parts(data) if isal_zlib is not None else None
+    if parts is None:
+        return None
+    (w, h, _, ctype, _, _, _), idat = parts
+    ch = 3 if ctype == 2 else 1
+    try:
+        raw = isal_zlib.decompress(idat)
+    except isal_zlib.error:
         return None
     if len(raw) != h * (w * ch + 1):
         return None
@@ -213,6 +222,62 @@ def decode_png_fast(data: bytes) -> np.ndarray | None:
         else:
             out[r] = rows[r]
     return out.reshape(h, w, ch) if ch == 3 else out.reshape(h, w)
+
+
+def decode_png_window(data: bytes, window: tuple[int, int, int, int] | None = None,
+                      ) -> tuple[np.ndarray | None, tuple[int, int] | None]:
+    """(``image[y0:y1, x0:x1]`` of an RGB PNG written by ``encode_png``, its (h, w)), decoding only what the
+    window needs: rows below ``y1`` are never inflated (``max_length``), and the "up" unfilter runs only on
+    the window's columns -- one vectorized modulo-256 sum for the rows above ``y0``, then row by row.
+    ``window`` None: only the size is read (from IHDR). The image is None for anything ``decode_png_fast``
+    would not decode (the caller falls back to a full read); the size is None when the header is unreadable.
+
+    Why: a training pair's window covers ~43% of SBI's large stored crop (FF++ sample: 63% of its rows, 68% of
+    its columns, ending at 85% of its height), so this is the same pixels as decoding the whole crop and
+    cutting it, for ~0.9 instead of ~1.3 ms per pair (``benchmarks/synthesis_speed.py``).
+    """
+    isal_zlib = _isal_zlib()
+    parts = _png_parts(data) if isal_zlib is not None else None
+    if parts is None or parts[0][3] != 2:
+        return None, _png_size(data)
+    (w, h, *_), idat = parts
+    if window is None:
+        return None, (h, w)
+    x0, y0, x1, y1 = (int(v) for v in window)
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        return None, (h, w)
+    stride = 3 * w + 1
+    try:
+        raw = isal_zlib.decompressobj().decompress(idat, y1 * stride)
+    except isal_zlib.error:
+        return None, (h, w)
+    if len(raw) != y1 * stride:
+        return None, (h, w)
+    scan = np.frombuffer(raw, np.uint8).reshape(y1, stride)
+    filters = scan[:, 0]
+    if not np.all((filters == 0) | (filters == 2)):
+        return None, (h, w)
+    rows = scan[:, 1 + 3 * x0:1 + 3 * x1]
+    out = np.empty((y1 - y0, 3 * (x1 - x0)), np.uint8)
+    nz = np.flatnonzero(filters[:y0 + 1] == 0)  # the last "none" row at or above y0 restarts the sum
+    start = int(nz[-1]) if len(nz) else 0
+    np.add.reduce(rows[start:y0 + 1], axis=0, dtype=np.uint8, out=out[0])  # uint8 sums wrap: modulo 256
+    for r in range(1, y1 - y0):
+        if filters[y0 + r] == 2:
+            np.add(out[r - 1], rows[y0 + r], out=out[r])
+        else:
+            out[r] = rows[y0 + r]
+    return out.reshape(y1 - y0, x1 - x0, 3), (h, w)
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    """(h, w) from a PNG's IHDR (the first chunk), None when ``data`` is not a PNG."""
+    import struct
+
+    if not data.startswith(_PNG_SIGNATURE) or len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    w, h = struct.unpack_from(">II", data, 16)
+    return int(h), int(w)
 
 
 def _read_stored(path: str | os.PathLike, what: str) -> bytes:
@@ -239,6 +304,25 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     if img is None:
         raise UnmaskError(f"cannot read stored crop {path}")
     return img if flag is not None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def load_rgb_window(path: str | os.PathLike, window_of) -> tuple[np.ndarray, tuple[int, int]]:
+    """(``image[window]`` of a stored crop, the crop's (h, w)), where ``window_of((h, w))`` names the
+    window (x0, y0, x1, y1) once the size is known (``margin_window``): the store's own PNGs decode only the
+    window (``decode_png_window``); anything else is read whole (``load_rgb``) and cut. Same pixels either way."""
+    data = _read_stored(path, "stored crop")
+    size = _png_size(data)
+    if size is not None:
+        window = window_of(size)
+        img, _ = decode_png_window(data, window)
+        if img is not None:
+            return img, size
+    full = load_rgb(path)
+    hw = (int(full.shape[0]), int(full.shape[1]))
+    if size is None:
+        window = window_of(hw)
+    x0, y0, x1, y1 = window
+    return full[y0:y1, x0:x1], hw
 
 
 def load_gray(path: str | os.PathLike, what: str = "stored mask") -> np.ndarray:

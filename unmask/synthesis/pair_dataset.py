@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from unmask.data.crops import margin_crop, resize_face
+from unmask.data.crops import margin_crop, margin_window, resize_face
 from unmask.errors import UnmaskError
 from unmask.synthesis.config import FinalAugConfig, SynthConfig
 from unmask.synthesis.landmarks import SynthesisError, check_landmarks
@@ -158,16 +158,32 @@ class PairDataset(Dataset):
         """One pair as numpy: ``real``, ``fake`` (SxSx3 uint8), ``mask`` (SxS float32), ``record`` (options drawn)."""
         rec = self.faces[index]
         rng = self.rng(index)
-        img = self.loader(rec)
         where = getattr(rec, "crop_path", f"face {index}")
-        mc = margin_crop(img, rec.box, rec.landmarks, self.margin, rng=rng)
+        if self.loader is _default_loader:
+            # The stored crop decoded only where the window is (same pixels, ~0.4 ms less per pair: the window
+            # is ~43% of SBI's large stored crop); the margins are drawn first, from the crop's size.
+            box = {}
+
+            def window_of(hw: tuple[int, int]) -> tuple[int, int, int, int]:
+                box["mc"] = margin_window(hw, rec.box, rec.landmarks, self.margin, rng=rng)
+                return box["mc"].window
+
+            from unmask.data.store import load_rgb_window
+
+            cut, (img_h, img_w) = load_rgb_window(rec.crop_path, window_of)
+            mc = box["mc"]
+            mc.image = cut
+        else:
+            img = self.loader(rec)
+            mc = margin_crop(img, rec.box, rec.landmarks, self.margin, rng=rng)
+            img_h, img_w = img.shape[:2]
         h, w = mc.image.shape[:2]
         real = resize_face(mc.image, self.image_size)
         lm = mc.landmarks * np.array([self.image_size / w, self.image_size / h], np.float32)
         # The stored crop's rectangle in window coordinates: where SBI's own (large-margin) crop is cut.
         wx0, wy0 = mc.window[0], mc.window[1]
         sx, sy = self.image_size / w, self.image_size / h
-        bounds = (-wx0 * sx, -wy0 * sy, (img.shape[1] - wx0) * sx, (img.shape[0] - wy0) * sy)
+        bounds = (-wx0 * sx, -wy0 * sy, (img_w - wx0) * sx, (img_h - wy0) * sy)
         try:
             res = self.synthesizer.synth(real, lm, rng, identity=getattr(rec, "identity", None)
                                          or getattr(rec, "video_id", None), bounds=bounds,
