@@ -3,16 +3,18 @@
     .venv/bin/python benchmarks/synthesis_speed.py                      # FF++ sample if present, else astronaut
     .venv/bin/python benchmarks/synthesis_speed.py --store prepared/ffpp --recipes sbi bbmg --sizes 380 256
 
-Runs on ONE core (OpenCV and torch limited to one thread), which is what a DataLoader worker gets.
+Runs on ONE core (OpenCV and torch limited to one thread, glibc keeping freed buffers mapped:
+``unmask.process.keep_freed_memory``), which is what a ``PairDataset`` DataLoader worker gets.
 For each recipe and size it prints:
 
 * ``synth``  -- ``Synthesizer.synth`` alone on an already cropped, resized face;
 * ``pair``   -- a whole ``PairDataset`` item from a decoded crop in memory: random-margin window, resize,
-  synthesis, flip, final colour/JPEG augmentations of both images, float tensors;
-* ``pair+png`` -- the same plus decoding the stored PNG crop (what training pays per item);
+  synthesis, flip, final colour/JPEG augmentations of both images, uint8 tensors;
+* ``pair+png`` -- the same plus decoding the stored PNG crop (what training pays per item: only the window,
+  ``unmask.data.store.load_rgb_window``);
 
-then the stored-crop decode alone (OpenCV's libpng vs the store's ISA-L path, ``unmask.data.store.load_rgb``) and a
-cProfile split of ``pair+png`` by stage. Goal (issue 8): >= 10x SBI as released per core on both rows at 380 px.
+then the stored-crop decode alone (OpenCV's libpng, the store's ISA-L path ``load_rgb``, and the window decode
+``load_rgb_window`` on the windows training draws) and a cProfile split of ``pair+png`` by stage. Goal (issue 8): >= 10x SBI as released per core on both rows at 380 px.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ def _single_core() -> None:
     import cv2
     import torch
 
+    from unmask.process import keep_freed_memory
+
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    keep_freed_memory()  # as PairDataset does in each loader worker
 
 
 def faces_from_store(root: str, limit: int) -> list:
@@ -107,7 +112,7 @@ def rate(fn, n: int) -> tuple[float, float]:
 
 
 STAGES = [  # (label, function name as cProfile records it, module substring)
-    ("decode PNG", "load_rgb", "store.py"),
+    ("decode PNG (window)", "load_rgb_window", "store.py"),
     ("margin crop", "margin_crop", "crops.py"),
     ("resize to size", "resize_face", "crops.py"),
     ("  landmark checks", "check_landmarks", "landmarks.py"),
@@ -117,8 +122,8 @@ STAGES = [  # (label, function name as cProfile records it, module substring)
     ("  source affine warp", "warp_affine", "transforms.py"),
     ("  blend", "blend", "blend.py"),
     ("synthesis (total)", "synth", "recipes.py"),
-    ("final aug (colour + JPEG)", "final_augment", "pair_dataset.py"),
-    ("to float tensors", "_to_tensor", "pair_dataset.py"),
+    ("final aug (colour + JPEG)", "apply_final_pair", "pair_dataset.py"),
+    ("to uint8 tensors", "_to_tensor", "pair_dataset.py"),
 ]
 
 
@@ -207,7 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     paths = [f.crop_path for f in faces]
     cv_ms = 1000.0 / rate(lambda i: cv2.imread(paths[i % len(paths)], flag), args.n)[1]
     our_ms = 1000.0 / rate(lambda i: load_rgb(paths[i % len(paths)]), args.n)[1]
-    print(f"\nstored-crop decode, ms per crop (CPU): OpenCV/libpng {cv_ms:.2f}, store (ISA-L inflate) {our_ms:.2f}")
+    from unmask.data.crops import margin_window
+    from unmask.data.store import load_rgb_window
+
+    def window(i: int) -> None:
+        f = faces[i % len(faces)]
+        load_rgb_window(f.crop_path, lambda hw: margin_window(hw, f.box, f.landmarks, (0.04, 0.20), rng=i).window)
+
+    win_ms = 1000.0 / rate(window, args.n)[1]
+    print(f"\nstored-crop decode, ms per crop (CPU): OpenCV/libpng {cv_ms:.2f}, store (ISA-L inflate) {our_ms:.2f}, "
+          f"only the training window {win_ms:.2f}")
     print("\nA batch of 16 pairs (32 images) costs one loader worker (one core), PNG decode included:")
     for (recipe, size), sec in batch_s.items():
         print(f"  {recipe:<8} {size:>4} px: {1000 * sec:6.0f} ms -> with W workers the loop never waits if a "

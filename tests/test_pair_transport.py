@@ -79,3 +79,40 @@ def test_the_loop_hands_methods_float_images_from_uint8_pairs(astro_pairs, tmp_p
     reals = {torch.from_numpy(astro_pairs.pair(i)["real"]).permute(2, 0, 1).float().div(255.0).sum().item()
              for i in range(len(astro_pairs))}
     assert all(any(abs(x[j].sum().item() - r) < 1e-2 for r in reals) for x in seen for j in range(2))
+
+
+_FAULTS = """
+import resource, sys
+import cv2
+cv2.setNumThreads(1)  # as in a loader worker
+from unmask.data.store import PreparedStore
+from unmask.synthesis import PairDataset
+if sys.argv[2] == "keep":
+    from unmask.process import keep_freed_memory
+    assert keep_freed_memory()
+ds = PairDataset(PreparedStore(sys.argv[1]).faces(split="train", labels=[0])[:4], "sbi", image_size=380, seed=0)
+for i in range(4):
+    ds[i]
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for i in range(12):
+    ds.set_epoch(1 + i)
+    ds[i % len(ds)]
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+"""
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+def test_workers_reuse_freed_image_buffers(prepared_ffpp):
+    """keep_freed_memory (called in every PairDataset loader worker): the buffers a pair frees are reused by the
+    next pair instead of being unmapped and zero-filled again -- counted as page faults, in fresh processes,
+    on FF++ crops (measured: ~450 faults per 380 px sbi pair without it, ~0 with it)."""
+    import subprocess
+    import sys
+
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", _FAULTS, str(prepared_ffpp), mode], capture_output=True,
+                             text=True, check=True)
+        return int(out.stdout.strip().splitlines()[-1])
+
+    fresh, kept = faults("plain"), faults("keep")
+    assert kept * 10 < fresh and kept < 12 * 50, (fresh, kept)

@@ -43,3 +43,30 @@ def exit_with_parent(parent_pid: int | None = None, poll_s: float = 0.5) -> None
 
 
 __all__ = ["exit_with_parent"]
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """Let glibc's malloc reuse freed image buffers instead of handing them back to the kernel (Linux/glibc;
+    False elsewhere, where nothing changes).
+
+    Why: a training pair allocates and frees dozens of 0.2-2 MB arrays (crops, masks, float blends, JPEG
+    buffers). Above glibc's mmap threshold each one is a fresh ``mmap`` whose pages the kernel zero-fills on
+    first touch, and freeing unmaps them again -- so every pair paid page faults on all its large arrays
+    (measured: a 1 MB float multiply 0.76 ms fresh vs 0.21 ms on reused memory; whole bbmg pairs ~15% faster).
+    With the thresholds raised, such buffers come from the heap and stay mapped. Cost: a process keeps up to
+    ``trim_threshold`` of freed memory mapped (a loader worker's working set is tens of MB). ``PairDataset``
+    calls it once in each DataLoader worker; the main process is left as it is.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(mallopt(M_TRIM_THRESHOLD, int(trim_threshold)))

@@ -34,6 +34,7 @@ from torch.utils.data import Dataset
 
 from unmask.data.crops import margin_crop, margin_window, resize_face
 from unmask.errors import UnmaskError
+from unmask.process import keep_freed_memory
 from unmask.synthesis.config import FinalAugConfig, SynthConfig
 from unmask.synthesis.landmarks import SynthesisError, check_landmarks
 from unmask.synthesis.pool import DonorPool
@@ -211,6 +212,7 @@ class PairDataset(Dataset):
         if not self._threads_set:
             if torch.utils.data.get_worker_info() is not None:
                 cv2.setNumThreads(1)  # one core per loader worker: OpenCV's own pool would oversubscribe
+                keep_freed_memory()  # reuse freed image buffers instead of fresh zero-filled pages per pair
             self._threads_set = True
         p = self.pair(index)
         return {"real": _to_tensor(p["real"]), "fake": _to_tensor(p["fake"]),
