@@ -17,6 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# One OpenMP thread for torch in the test process and in every process a test starts (CLI subprocesses, DDP
+# ranks, torchrun, loader workers inherit the environment). Set before anything imports torch. The suite runs
+# small models on a shared 2-core machine, where a second intra-op thread makes them several times slower
+# (measured, Dec 2, load ~6: `unmask demo` as test_demo runs it 58 s with torch's default 2 threads, 26 s
+# with 1; see also _train_fixtures.one_torch_thread). What a test asserts does not depend on the thread
+# count; set OMP_NUM_THREADS yourself to run the suite with more.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 FFPP_SAMPLE = (REPO / ".." / "shared" / "data" / "ffpp_sample").resolve()
 
@@ -116,6 +124,10 @@ def prepared_ffpp(ffpp_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         shutil.rmtree(building, ignore_errors=True)
     return final
 
+
+# One two-process DDP session shared by the suite's DDP tests (defined once here: a fixture imported into two test
+# modules would be two fixtures, and spawn twice).
+from _ddp_fixtures import ddp_runs  # noqa: E402,F401
 
 # --- synthetic media ------------------------------------------------------------------------------------
 

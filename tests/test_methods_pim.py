@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,8 @@ from unmask.methods.pim import StatPerturbation
 from unmask.train.config import load_train_config
 from unmask.train.multipass import PassPlan, Pass, run_passes
 
-from _train_fixtures import (one_torch_thread, ToyPairs, toy_pair_collate, toy_train_data,  # noqa: F401 (autouse)
-                             train_capturing_method)
+from _ddp_fixtures import ddp_ranks  # the ddp_runs fixture: tests/conftest.py
+from _train_fixtures import one_torch_thread, ToyPairs, toy_pair_collate  # noqa: F401 (autouse)
 
 TINY = ["model.backbone=resnet18", "model.pretrained=null", "model.input_size=32", "run.progress=false",
         "run.tensorboard=false", "data.num_workers=0"]
@@ -269,35 +268,12 @@ def test_two_pass_gradient_approximates_the_regularized_loss_gradient():
     assert all(e2 < 0.05 * e1 for e2, e1 in zip(errs_two_pass, errs_plain)), (errs_two_pass, errs_plain)
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str, name: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    import torch.distributed as dist
-
-    cfg = load_train_config(None, [f"method.name={name}", "method.recipe=sbi", *TINY, "optim.name=sgd",
-                                   "optim.lr=0.01", "epochs=1", "batch_size=2", "steps_per_epoch=2",
-                                   "schedule.name=constant"])
-    result, method = train_capturing_method(cfg, Path(out) / "run", toy_train_data(n=16))
-    torch.save({"weights": method.model.module.state_dict(), "d": torch.cat([method.stats.d_mu, method.stats.d_sigma]),
-                "losses": result.losses}, Path(out) / f"rank{rank}.pt")
-    dist.destroy_process_group()
-
-
 @pytest.mark.parametrize("name", ["pim", "dualflat"])  # pim (alpha 1): clean pass without weight gradients
-def test_two_process_ddp_ranks_agree(tmp_path, name):
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path), name), nprocs=2, join=True)
-    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+def test_two_process_ddp_ranks_agree(ddp_runs, name):
+    """Two gloo ranks (the shared DDP session of _ddp_fixtures: DDP_JOBS[name]): one d, the same weights."""
+    r0, r1 = ddp_ranks(ddp_runs, name)
     assert r0["losses"] != r1["losses"]  # different data on each rank ...
-    assert torch.equal(r0["d"], r1["d"])  # ... one d from the all-reduced statistics gradient
+    assert torch.equal(r0["extra"], r1["extra"])  # ... one d from the all-reduced statistics gradient
     for k in r0["weights"]:
         if "running" in k or "num_batches" in k:
             continue  # BN statistics are per rank (no SyncBN)

@@ -15,8 +15,9 @@ from unmask.train.loop import KILL_ENV, train
 from unmask.train.optim import build_optimizer
 from unmask.train.runlog import read_metrics
 
-from _train_fixtures import (cpu_method, one_torch_thread, ToyPairs, toy_pair_collate, toy_train_data,  # noqa: F401 (autouse)
-                             train_capturing_method)
+from _ddp_fixtures import ddp_ranks  # the ddp_runs fixture: tests/conftest.py
+from _train_fixtures import (cpu_method, one_torch_thread, ToyPairs, toy_pair_collate,  # noqa: F401 (autouse)
+                             toy_train_data)
 
 TESTS = Path(__file__).resolve().parent
 TINY = ["model.backbone=resnet18", "model.pretrained=null", "model.input_size=32", "run.progress=false",
@@ -73,37 +74,15 @@ def test_kill_mid_epoch_and_resume_reproduces_the_losses(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    import torch.distributed as dist
-
-    cfg = load_train_config(None, ["method.name=bbmg_nrs", "method.nrs.start_epoch=2", "method.nrs.k_s=4",
-                                   "method.nrs.k=2", *TINY, "optim.name=sam", "optim.lr=0.01", "epochs=2",
-                                   "batch_size=2", "steps_per_epoch=2", "schedule.name=constant"])
-    result, method = train_capturing_method(cfg, Path(out) / "run", toy_train_data(n=16))
-    torch.save({"weights": method.model.module.state_dict(), "centres": method.memory.centres,
-                "losses": result.losses}, Path(out) / f"rank{rank}.pt")
-    dist.destroy_process_group()
-
-
-def test_two_process_ddp_ranks_agree(tmp_path):
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
-    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+def test_two_process_ddp_ranks_agree(ddp_runs):
+    """bbmg_nrs with SAM on two gloo ranks (the shared DDP session of _ddp_fixtures: DDP_JOBS["bbmg_nrs"])."""
+    r0, r1 = ddp_ranks(ddp_runs, "bbmg_nrs")
     assert r0["weights"].keys() == r1["weights"].keys()
     for k in r0["weights"]:
         if "running" in k or "num_batches" in k:
             continue  # BN statistics are per rank (no SyncBN)
         assert torch.equal(r0["weights"][k], r1["weights"][k]), k
-    assert r0["centres"] is not None and torch.equal(r0["centres"], r1["centres"])  # NRS gathered across ranks
+    centres0, centres1 = r0["extra"], r1["extra"]
+    assert centres0 is not None and torch.equal(centres0, centres1)  # NRS gathered across ranks
     assert r0["losses"] != r1["losses"]  # the ranks did see different data
-    assert (tmp_path / "run" / "last.pt").is_file()
+    assert (ddp_runs / "bbmg_nrs" / "run" / "last.pt").is_file()
