@@ -97,6 +97,11 @@ def measure(recipe: str, faces: list, samples: int, size: int, seed: int) -> dic
             if len(rows) == samples:
                 break
             rows.append(pair_stats(pre_ds.pair(i), post_ds.pair(i)))
+    return summarize(rows)
+
+
+def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Per-pair statistics -> the column of the table (means, ratio shares, invisible share, core quartiles)."""
     col = {k: float(np.mean([r[k] for r in rows])) for k in ("core", "any", "in", "out_pre", "out_post")}
     col["soft"] = col["any"] - col["core"]
     ratios = np.array([r["ratio"] for r in rows])
@@ -111,6 +116,28 @@ def measure(recipe: str, faces: list, samples: int, size: int, seed: int) -> dic
     return col
 
 
+def measure_reference(faces: list, samples: int, size: int, seed: int) -> dict[str, float] | None:
+    """The same statistics for the reference-style SBI pipeline (``_sbi_reference``) on the same faces, in this
+    run; None (with the reason printed) when albumentations 1.3.1 is not installed."""
+    import _sbi_reference as ref
+    from unmask.data.store import load_rgb
+
+    why = ref.unavailable()
+    if why:
+        print(f"reference column skipped: {why}")
+        return None
+    ref.seed(seed)
+    gen = ref.ReferenceSBI(size=size)
+    crops = [load_rgb(f.crop_path) for f in faces]
+    rows = []
+    for k in range(samples):
+        i = k % len(faces)
+        p = gen.pair(crops[i], np.asarray(faces[i].landmarks, np.float32), faces[i].box, augment=True, keep_pre=True)
+        pre = {"mask": p["mask"], "real": p["real_pre"], "fake": p["fake_pre"], "record": {"blend": {"ratio": p["ratio"]}}}
+        rows.append(pair_stats(pre, {"mask": p["mask"], "real": p["real"], "fake": p["fake"]}))
+    return summarize(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", help="prepared store (default: prepare the FF++ sample, 8 frames, into a temp dir)")
@@ -118,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=1200, help="pairs per recipe (default 1200, as the reference)")
     ap.add_argument("--size", type=int, default=380)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip the reference-style SBI column (albumentations 1.3.1, benchmarks/_sbi_reference.py)")
     args = ap.parse_args(argv)
 
     import cv2
@@ -137,25 +166,32 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"{len(faces)} real faces from {store}; {args.samples} pairs per recipe at {args.size} px, seed {args.seed}")
     cols = {r: measure(r, faces, args.samples, args.size, args.seed) for r in args.recipes}
+    reference = None if args.no_reference else measure_reference(faces, args.samples, args.size, args.seed)
+    shown = ({"SBI-style (this run)": reference} if reference else {}) | cols
 
-    names = ["SBI (released)"] + list(cols)
-    print("\n" + f"{'statistic':<32}" + "".join(f"{n:>20}" for n in names))
+    names = ["SBI (issue 8)"] + list(shown)
+    print("\n" + f"{'statistic':<32}" + "".join(f"{n:>22}" for n in names))
     for key, label, fmt in ROWS:
-        cells = [fmt.format(SBI_REFERENCE[key])] + [fmt.format(c[key]) for c in cols.values()]
-        print(f"{label:<32}" + "".join(f"{c:>20}" for c in cells))
+        cells = [fmt.format(SBI_REFERENCE[key])] + [fmt.format(c[key]) for c in shown.values()]
+        print(f"{label:<32}" + "".join(f"{c:>22}" for c in cells))
     qs = ["/".join(f"{v:.3f}" for v in SBI_CORE_QUARTILES)] + ["/".join(f"{v:.3f}" for v in c["core_q"])
-                                                              for c in cols.values()]
-    print(f"{'core area quartiles':<32}" + "".join(f"{q:>20}" for q in qs))
-    print(f"{'pairs with out pre > 0.5':<32}" + f"{'-':>20}" + "".join(f"{c['pairs_out_pre_gt_0.5']:>20.1%}"
-                                                                   for c in cols.values()))
+                                                              for c in shown.values()]
+    print(f"{'core area quartiles':<32}" + "".join(f"{q:>22}" for q in qs))
+    print(f"{'pairs with out pre > 0.5':<32}" + f"{'-':>22}" + "".join(f"{c['pairs_out_pre_gt_0.5']:>22.1%}"
+                                                                   for c in shown.values()))
     if "sbi" in cols:
         c = cols["sbi"]
-        print("\nsbi vs targets (within 10% of SBI; outside < 0.1; invisible < 1%):")
+        print("\nsbi vs the issue's SBI figures (within 10%; outside < 0.1; invisible < 1%):")
         for key in ("core", "any", "soft", "in"):
             rel = c[key] / SBI_REFERENCE[key] - 1.0
             print(f"  {key:<10} {c[key]:8.3f} vs {SBI_REFERENCE[key]:.3f}: {rel:+6.1%} {'ok' if abs(rel) <= 0.10 else 'MISS'}")
         for key, lim in (("out_pre", 0.1), ("out_post", 0.1), ("invisible", 0.01)):
             print(f"  {key:<10} {c[key]:8.3f} < {lim}: {'ok' if c[key] < lim else 'MISS'}")
+        if reference:
+            print("sbi vs the reference-style SBI measured in this run (same faces, same statistics):")
+            for key in ("core", "any", "soft", "in", "invisible"):
+                rel = c[key] / reference[key] - 1.0 if reference[key] else float("nan")
+                print(f"  {key:<10} {c[key]:8.3f} vs {reference[key]:.3f}: {rel:+6.1%}")
     if tmp is not None:
         tmp.cleanup()
     return 0
