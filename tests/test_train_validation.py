@@ -112,6 +112,12 @@ def test_the_checkpoint_records_which_fakes_chose_it(prepared_ffpp, tmp_path):
     assert best["val"]["fakes"] == "pseudo" and best["val"]["fake_source"] == "pseudo:sbi"
     assert best["val"]["videos"] == 2 * best["val"]["real_videos"]  # each real video and its pseudo-fake twin
     assert result.best["fakes"] == "pseudo"
+    # and evaluation reports say so next to Acc@thr (a pseudo-fake threshold is not a real-forgery threshold)
+    from unmask.evaluate.scoring import threshold_source
+
+    assert threshold_source(best) == ("chosen on the val split's real faces and fixed-seed sbi pseudo-fakes of them "
+                                      "(data.val_fakes=pseudo)")
+    assert "manipulated videos" in threshold_source({"val": {"fakes": "real"}})
 
 
 def test_best_epoch_is_higher_auc_then_lower_loss_on_a_tie():

@@ -260,6 +260,11 @@ def evaluate_set(detector, meta: dict, ts: TestSet, settings: EvalSettings, *, d
         notes.append(f"distortion {distortion.name} applied to "
                      + ("the stored large-margin crop at frame resolution (closest to the raw frame a store allows)"
                         if is_store(path) and ts.dataset is None else "the raw frames before face detection"))
+    if threshold is not None:
+        from unmask.evaluate.scoring import threshold_source
+
+        notes.append(f"decision threshold {threshold:.4f}: " + ("given with --threshold" if settings.threshold is not None
+                                                               else threshold_source(meta)))
     labels = {u.label for u in units}
     suggestion = None
     if labels == {0, 1}:

@@ -766,6 +766,21 @@ def decision_threshold(meta: dict, calibrated: bool = True) -> float:
     return 0.5 if t is None else t
 
 
+def threshold_source(meta: dict) -> str:
+    """Where a checkpoint's decision threshold was chosen, in words, for reports: a pair method's is chosen on
+    real faces and pseudo-fakes made from them (``data.val_fakes: pseudo``), which is not the same as a threshold
+    chosen on real forgeries, and a reader of Acc@thr needs to know which."""
+    val = meta.get("val") if isinstance(meta.get("val"), dict) else {}
+    split = (meta.get("config") or {}).get("data", {}).get("val_split") if isinstance(meta.get("config"), dict) else None
+    where = f"the {split} split" if split else "the validation split"
+    if val.get("fakes") == "pseudo":
+        recipe = str(val.get("fake_source", "pseudo")).partition(":")[2] or "the training recipe"
+        return f"chosen on {where}'s real faces and fixed-seed {recipe} pseudo-fakes of them (data.val_fakes=pseudo)"
+    if val.get("fakes") == "real":
+        return f"chosen on {where}'s real and manipulated videos (data.val_fakes=real)"
+    return f"chosen on {where} when the checkpoint was trained"
+
+
 def checkpoint_threshold(meta: dict) -> float | None:
     """The validation-chosen decision threshold a checkpoint records, if any."""
     for holder in (meta, meta.get("val") or {}):
