@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from unmask.data.records import FAKE, REAL
-from unmask.evaluate.aggregate import FaceScore, ItemInfo, counted_faces, evenly_spaced, frame_score, video_score
+from unmask.data.records import REAL
+from unmask.evaluate.aggregate import FaceScore, ItemInfo, counted_faces, evenly_spaced, video_score
 
 TEST_MARGIN = 0.125  # paper 000 sec. 4.1
 Distortion = Callable[[np.ndarray], np.ndarray]
