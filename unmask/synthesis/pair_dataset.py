@@ -3,7 +3,8 @@
 Per sample (all randomness from ``np.random.default_rng((seed, epoch, index))``, so a worker's draws depend
 only on those three numbers -- any worker count, any resume point, same images):
 
-1. load the stored crop (SBI's large-margin crop written by ``unmask prepare``);
+1. load the stored crop (SBI's large-margin crop written by ``unmask prepare``; only the window's part of
+   it is decoded, ``unmask.data.store.load_rgb_window``);
 2. draw the final window: the detector box widened by a random margin per side (default (0.04, 0.20),
    paper 000 sec. 4.1; SBI's own code draws its margins differently -- see docs/synthesis.md), and resize
    it to ``image_size`` x ``image_size`` (380 by default);
@@ -163,16 +164,16 @@ class PairDataset(Dataset):
         if self.loader is _default_loader:
             # The stored crop decoded only where the window is (same pixels, ~0.4 ms less per pair: the window
             # is ~43% of SBI's large stored crop); the margins are drawn first, from the crop's size.
-            box = {}
+            drawn: dict[str, Any] = {}
 
             def window_of(hw: tuple[int, int]) -> tuple[int, int, int, int]:
-                box["mc"] = margin_window(hw, rec.box, rec.landmarks, self.margin, rng=rng)
-                return box["mc"].window
+                drawn["mc"] = margin_window(hw, rec.box, rec.landmarks, self.margin, rng=rng)
+                return drawn["mc"].window
 
             from unmask.data.store import load_rgb_window
 
             cut, (img_h, img_w) = load_rgb_window(rec.crop_path, window_of)
-            mc = box["mc"]
+            mc = drawn["mc"]
             mc.image = cut
         else:
             img = self.loader(rec)
