@@ -14,7 +14,8 @@ For each recipe and size it prints:
   ``unmask.data.store.load_rgb_window``);
 
 then the stored-crop decode alone (OpenCV's libpng, the store's ISA-L path ``load_rgb``, and the window decode
-``load_rgb_window`` on the windows training draws) and a cProfile split of ``pair+png`` by stage. Goal (issue 8): >= 10x SBI as released per core on both rows at 380 px.
+``load_rgb_window`` on the windows training draws) and a cProfile split of ``pair+png`` by stage.
+Goal (issue 8): >= 10x SBI as released per core on both rows at 380 px.
 """
 
 from __future__ import annotations

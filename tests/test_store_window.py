@@ -103,4 +103,5 @@ def test_pairs_from_stored_pngs_match_the_full_decode(astronaut_rgb, tmp_path):
             a, b = own.pair(i), full.pair(i)
             assert a["record"]["window"] == b["record"]["window"]
             for k in ("real", "fake", "mask"):
-                assert hashlib.sha256(a[k].tobytes()).digest() == hashlib.sha256(b[k].tobytes()).digest(), (recipe, i, k)
+                same = hashlib.sha256(a[k].tobytes()).digest() == hashlib.sha256(b[k].tobytes()).digest()
+                assert same, (recipe, i, k)
