@@ -116,3 +116,28 @@ def test_workers_reuse_freed_image_buffers(prepared_ffpp):
 
     fresh, kept = faults("plain"), faults("keep")
     assert kept * 10 < fresh and kept < 12 * 50, (fresh, kept)
+
+
+def test_final_hsv_on_the_fakes_rows_equals_the_whole_image(astronaut_rgb):
+    """apply_final_pair converts only the rows of the fake that differ when an HSV shift is drawn: OpenCV's
+    8-bit HSV rounding depends on a pixel's column, never its row, so this is byte-identical (odd widths,
+    bands at the edges)."""
+    import cv2
+
+    from unmask.synthesis.pair_dataset import apply_final_pair
+    from unmask.synthesis.transforms import apply_ops
+
+    rng = np.random.default_rng(5)
+    for k in range(24):
+        h, w = int(rng.integers(40, 300)), int(rng.integers(40, 300))
+        real = np.ascontiguousarray(cv2.resize(astronaut_rgb, (w, h)))
+        fake = real.copy()
+        y0, y1 = sorted(int(v) for v in rng.integers(0, h + 1, 2))
+        x0, x1 = sorted(int(v) for v in rng.integers(0, w + 1, 2))
+        y1, x1 = max(y1, y0 + 1), max(x1, x0 + 1)
+        fake[y0:y1, x0:x1] = cv2.GaussianBlur(fake, (7, 7), 0)[y0:y1, x0:x1] // 2 + 60
+        ops = [("hsv", tuple(float(v) for v in rng.uniform(-20, 20, 3))), ("bc", (0.1, -0.2))]
+        if k % 2:
+            ops.append(("jpeg", (float(rng.integers(40, 101)),)))
+        r, f = apply_final_pair(real, fake, ops)
+        assert np.array_equal(r, apply_ops(real, ops)) and np.array_equal(f, apply_ops(fake, ops)), (h, w, y0, y1)

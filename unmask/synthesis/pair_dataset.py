@@ -68,12 +68,14 @@ def apply_final_pair(real: np.ndarray, fake: np.ndarray, ops: list[Op],
         box = nonzero_box(cv2.max(cv2.max(diff[..., 0], diff[..., 1]), diff[..., 2]))
     colour = [op for op in ops if op[0] != "jpeg"]
     r = apply_ops(real, colour)
-    if any(op[0] == "hsv" for op in colour):
-        f = apply_ops(fake, colour)  # OpenCV's 8-bit RGB<->HSV rounds by position (SIMD vs tail): whole image
-    else:
-        f = r.copy()
-        if box is not None:
-            x0, y0, x1, y1 = box
+    f = r.copy()
+    if box is not None:
+        x0, y0, x1, y1 = box
+        if any(op[0] == "hsv" for op in colour):
+            # OpenCV's 8-bit RGB<->HSV rounds by a pixel's column (SIMD lanes vs a row's tail), not by its row:
+            # the box's whole rows convert exactly as inside the whole image (tests/test_pair_transport.py).
+            f[y0:y1] = apply_ops(np.ascontiguousarray(fake[y0:y1]), colour)
+        else:
             f[y0:y1, x0:x1] = apply_ops(np.ascontiguousarray(fake[y0:y1, x0:x1]), colour)
     for name, a in ops:
         if name == "jpeg":
