@@ -113,8 +113,8 @@ def rate(fn, n: int) -> tuple[float, float]:
 
 
 STAGES = [  # (label, function name as cProfile records it, module substring)
-    ("decode PNG (window)", "load_rgb_window", "store.py"),
-    ("margin crop", "margin_crop", "crops.py"),
+    ("decode PNG (window, incl. margin)", "load_rgb_window", "store.py"),
+    ("  margin window", "margin_window", "crops.py"),
     ("resize to size", "resize_face", "crops.py"),
     ("  landmark checks", "check_landmarks", "landmarks.py"),
     ("  mask: draw + warp + elastic", "generate_raw_mask", "masks.py"),
