@@ -19,15 +19,27 @@ def _unmask(*args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
+def _inspect(capsys, *args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of `unmask inspect ARGS` in this process: the same `main` the command line
+    runs (test_inspect_default_astronaut runs it as a subprocess), without a second interpreter start-up."""
+    from unmask.cli import main
+
+    capsys.readouterr()
+    code = main(["inspect", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 def _count(img: np.ndarray, color) -> int:
     return int((np.abs(img.astype(int) - np.array(color)).sum(axis=2) < 30).sum())
 
 
-def test_inspect_store_draws_crops_with_landmarks(prepared_ffpp, tmp_path):
+def test_inspect_store_draws_crops_with_landmarks(prepared_ffpp, tmp_path, capsys):
     out = tmp_path / "inspect.png"
-    res = _unmask("inspect", str(prepared_ffpp), "--out", str(out), "--n", "6", "--cols", "3", "--tile", "200")
-    assert res.returncode == 0, res.stderr
-    assert "6 of" in res.stdout
+    code, stdout, stderr = _inspect(capsys, str(prepared_ffpp), "--out", str(out), "--n", "6", "--cols", "3",
+                                    "--tile", "200")
+    assert code == 0, stderr
+    assert "6 of" in stdout
     img = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
     assert img.shape[1] == 600 and img.shape[0] == 2 * (200 + 34)
     for r in range(2):
@@ -36,11 +48,11 @@ def test_inspect_store_draws_crops_with_landmarks(prepared_ffpp, tmp_path):
             assert _count(tile, LM68) > 20 and _count(tile, LM13) > 5 and _count(tile, BOX) > 50
 
 
-def test_inspect_filters_and_errors(prepared_ffpp, tmp_path):
-    res = _unmask("inspect", str(prepared_ffpp), "--out", str(tmp_path / "a.png"), "--method", "NoSuchMethod")
-    assert res.returncode == 1 and "no stored face" in res.stderr
-    res = _unmask("inspect", str(tmp_path), "--out", str(tmp_path / "b.png"))
-    assert res.returncode == 1 and "not a prepared store" in res.stderr
+def test_inspect_filters_and_errors(prepared_ffpp, tmp_path, capsys):
+    code, _, err = _inspect(capsys, str(prepared_ffpp), "--out", str(tmp_path / "a.png"), "--method", "NoSuchMethod")
+    assert code == 1 and "no stored face" in err
+    code, _, err = _inspect(capsys, str(tmp_path), "--out", str(tmp_path / "b.png"))
+    assert code == 1 and "not a prepared store" in err
 
 
 def test_inspect_default_astronaut(tmp_path):
