@@ -144,6 +144,31 @@ def profile_split(fn, n: int) -> list[tuple[str, float]]:
     return rows
 
 
+def reference_rates(faces: list, decoded: dict, n: int) -> tuple[float, float] | None:
+    """Pairs per CPU second of the reference-style SBI pipeline (``_sbi_reference``, albumentations 1.3.1) at
+    380 px, timed in this process beside unmask: from the crop in memory, and with SBI's decode (PIL) of the
+    stored crop. Both include SBI's hand-over (float32 / 255, CHW tensors). None when it cannot run."""
+    import _sbi_reference as ref
+    import torch
+    from PIL import Image
+
+    why = ref.unavailable()
+    if why:
+        print(f"reference-style SBI not timed: {why}")
+        return None
+    ref.seed(0)
+    gen = ref.ReferenceSBI(size=380)
+
+    def item(i: int, decode: bool) -> None:
+        f = faces[i % len(faces)]
+        crop = np.array(Image.open(f.crop_path)) if decode else decoded[f.crop_path]
+        p = gen.pair(crop, np.asarray(f.landmarks, np.float32), f.box)
+        for key in ("fake", "real"):
+            torch.tensor((p[key].astype("float32") / 255).transpose((2, 0, 1)))
+
+    return rate(lambda i: item(i, False), n)[1], rate(lambda i: item(i, True), n)[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", help="prepared store (default: faces cropped from the FF++ sample, else astronaut)")
@@ -207,6 +232,16 @@ def main(argv: list[str] | None = None) -> int:
         if size == 380:
             print(f"  {recipe:<8} pair {r_pair:6.0f} = {r_pair / SBI_RELEASED['pair']:5.1f}x   "
                   f"pair+png {r_png:6.0f} = {r_png / SBI_RELEASED['pair+png']:5.1f}x")
+    if 380 in args.sizes:
+        ref_rates = reference_rates(faces, decoded, args.n)
+        if ref_rates:
+            print(f"\nvs the reference-style SBI pipeline timed now (benchmarks/_sbi_reference.py, albumentations 1.3.1, "
+                  f"380 px): {ref_rates[0]:.1f} pairs/s per core from the crop in memory, {ref_rates[1]:.1f} with its "
+                  f"PIL decode of the stored crop")
+            for (recipe, size), (r_pair, r_png) in rates.items():
+                if size == 380:
+                    print(f"  {recipe:<8} pair {r_pair:6.0f} = {r_pair / ref_rates[0]:5.1f}x   "
+                          f"pair+png {r_png:6.0f} = {r_png / ref_rates[1]:5.1f}x")
     import cv2
 
     flag = getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR)
