@@ -14,6 +14,7 @@ paper says they matter: in the blur.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Sequence
 
 import cv2
@@ -24,6 +25,7 @@ from unmask.synthesis.config import BBMGConfig, DrawConfig, HullConfig, LALConfi
 
 _DIRS = np.stack([np.cos(np.linspace(0, 2 * np.pi, 16, endpoint=False)),
                   np.sin(np.linspace(0, 2 * np.pi, 16, endpoint=False))], axis=1)
+_DIRS32 = _DIRS.astype(np.float32)
 
 
 # --- polygons ------------------------------------------------------------------------------------------
@@ -95,7 +97,7 @@ def hull_polygons(lm: np.ndarray, hull_type: str) -> list[np.ndarray]:
 
 def dilate_polygon(poly: np.ndarray, radius: float) -> np.ndarray:
     """Minkowski sum of a convex polygon with a disk (16-gon): the exact dilation of a convex region."""
-    pts = poly[:, None, :] + radius * _DIRS[None, :, :].astype(np.float32)
+    pts = poly[:, None, :] + radius * _DIRS32[None, :, :]
     return convex_hull(pts.reshape(-1, 2))
 
 
@@ -119,20 +121,28 @@ def erode_polygon(poly: np.ndarray, radius: float) -> np.ndarray:
     normals[flip] *= -1
     offsets = np.einsum("ij,ij->i", starts, normals) + radius  # half-plane: x . n >= offset
     out = poly
-    for nrm, off in zip(normals, offsets):  # Sutherland-Hodgman, one half-plane at a time (vectorized)
+    for nrm, off in zip(normals, offsets):  # Sutherland-Hodgman, one half-plane at a time
         if len(out) == 0:
             break
         d = out @ nrm - off
         inside = d >= 0
         if inside.all():
             continue
-        d_next = np.roll(d, -1)
-        cross = inside != (d_next >= 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(cross, d / (d - d_next), 0.0)
-        inter = out + t[:, None] * (np.roll(out, -1, axis=0) - out)
-        # For each vertex i: itself if inside, then the crossing on edge (i, i+1) if any.
-        out = np.stack([out, inter], axis=1).reshape(-1, 2)[np.stack([inside, cross], axis=1).reshape(-1)]
+        # The clip itself in Python floats: a polygon has ~20 vertices, where numpy's per-call overhead was
+        # most of the cost; the same IEEE double operations (t = d_i / (d_i - d_j), p_i + t (p_j - p_i), each
+        # rounded), so the same vertices bit for bit.
+        dl, pl, ins = d.tolist(), out.tolist(), inside.tolist()
+        n_out = len(dl)
+        kept: list[list[float]] = []
+        for i in range(n_out):
+            j = i + 1 if i + 1 < n_out else 0
+            if ins[i]:
+                kept.append(pl[i])
+            if ins[i] != ins[j]:  # the edge (i, i+1) crosses the line
+                t = dl[i] / (dl[i] - dl[j])
+                (xi, yi), (xj, yj) = pl[i], pl[j]
+                kept.append([xi + t * (xj - xi), yi + t * (yj - yi)])
+        out = np.array(kept, dtype=np.float64).reshape(-1, 2)
     if len(out) < 3:
         return np.zeros((0, 2), np.float32)
     return out.astype(np.float32)
@@ -179,7 +189,9 @@ def draw_polygons(shape: tuple[int, int], polys: Sequence[np.ndarray], draw: Dra
         for p in ipolys:
             cv2.fillConvexPoly(canvas, p, 255, cv2.LINE_AA, _SHIFT)
         if draw.dtype == "float32":
-            return canvas.astype(np.float32) * np.float32(draw.value / 255.0)
+            m = canvas.astype(np.float32)
+            m *= np.float32(draw.value / 255.0)
+            return m
         if draw.value == 255:
             return canvas
         return (canvas >= 128).astype(np.uint8)
@@ -203,6 +215,24 @@ def _roi(polys: Sequence[np.ndarray], shape: tuple[int, int], pad: float) -> tup
     return ix0, iy0, max(ix1, ix0 + 1), max(iy1, iy0 + 1)
 
 
+@lru_cache(maxsize=512)
+def _lattice(h: int, w: int, g: int) -> tuple[np.ndarray, ...]:
+    """The (h, w) lattice's cell indices, in-cell coordinates and triangle choice over a g x g grid; cached
+    (read-only) because the coarse lattices of ``deformation_field`` take few sizes and building them was
+    most of the field's cost."""
+    gy = np.linspace(0.0, g - 1.0, h, dtype=np.float32)[:, None]
+    gx = np.linspace(0.0, g - 1.0, w, dtype=np.float32)[None, :]
+    i = np.minimum(gx.astype(np.int32), g - 2)
+    j = np.minimum(gy.astype(np.int32), g - 2)
+    u, v = gx - i, gy - j
+    I, J = np.broadcast_to(i, (h, w)), np.broadcast_to(j, (h, w))
+    U, V = np.broadcast_to(u, (h, w))[..., None], np.broadcast_to(v, (h, w))[..., None]
+    lower = (U + V) <= 1.0
+    for a in (i, j, u, v, lower):
+        a.flags.writeable = False
+    return I, J, U, V, lower
+
+
 def piecewise_affine_field(size: tuple[int, int], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Displacement (dx, dy) sampled on an (h, w) lattice spanning a region, from control-point ``offsets``
     (g, g, 2) on a regular g x g grid over the same region.
@@ -211,18 +241,9 @@ def piecewise_affine_field(size: tuple[int, int], offsets: np.ndarray) -> tuple[
     triangle: a piecewise-affine map (Face X-ray's "piecewise affine transform" of a 4x4 grid). Callers
     evaluate it on a coarse lattice and upsample (a piecewise-linear field survives that almost exactly).
     """
-    h, w = size
-    g = offsets.shape[0]
-    gy = np.linspace(0.0, g - 1.0, h, dtype=np.float32)[:, None]
-    gx = np.linspace(0.0, g - 1.0, w, dtype=np.float32)[None, :]
-    i = np.minimum(gx.astype(np.int32), g - 2)
-    j = np.minimum(gy.astype(np.int32), g - 2)
-    u, v = gx - i, gy - j
-    I, J = np.broadcast_to(i, (h, w)), np.broadcast_to(j, (h, w))
-    U, V = np.broadcast_to(u, (h, w))[..., None], np.broadcast_to(v, (h, w))[..., None]
+    I, J, U, V, lower = _lattice(int(size[0]), int(size[1]), int(offsets.shape[0]))
     d00, d10 = offsets[J, I], offsets[J, I + 1]
     d01, d11 = offsets[J + 1, I], offsets[J + 1, I + 1]
-    lower = (U + V) <= 1.0
     d = np.where(lower, d00 + U * (d10 - d00) + V * (d01 - d00), d11 + (1 - U) * (d01 - d11) + (1 - V) * (d10 - d11))
     return d[..., 0].astype(np.float32), d[..., 1].astype(np.float32)
 
@@ -231,7 +252,8 @@ ELASTIC_STEP = 2  # lattice step (px) of the elastic noise; see ``elastic_field`
 
 
 def elastic_field(size: tuple[int, int], alpha: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """albumentations' ElasticTransform displacement (SBI: alpha 50, sigma 7) over an (h, w) region, (h, w, 2).
+    """albumentations' ElasticTransform displacement (SBI: alpha 50, sigma 7) over an (h, w) region, (h, w, 2)
+    (a view into a slightly larger array).
 
     The definition is per-pixel uniform(-1, 1) noise, Gaussian-smoothed with ``sigma`` (truncated at 4 sigma,
     like scipy's ``gaussian_filter``), times ``alpha``. That field is band-limited to ~1/sigma, so it is drawn
@@ -251,21 +273,26 @@ def elastic_field(size: tuple[int, int], alpha: float, sigma: float, rng: np.ran
     if s == 1:
         return d[:h, :w]
     big = cv2.resize(d, (cw * s, ch * s), interpolation=cv2.INTER_LINEAR)
-    return np.ascontiguousarray(big[:h, :w])
+    return big[:h, :w]  # a view: ``deformation_field`` adds it into its own array
 
 
 def deformation_field(roi_size: tuple[int, int], warp: np.ndarray | None, elastic: tuple[float, float] | None,
                       rng: np.random.Generator) -> np.ndarray:
     """LAL grid warp + SBI elastic deformation as one dense (h, w, 2) displacement over the ROI."""
     rh, rw = roi_size
-    disp = np.zeros((rh, rw, 2), np.float32)
+    # The first term is the array itself (0 + x = x; a -0.0 there is +0.0 once the pixel grid is added).
+    disp: np.ndarray | None = None
     if warp is not None:
         ch, cw = max(4, int(np.ceil(rh / 16.0)) + 1), max(4, int(np.ceil(rw / 16.0)) + 1)
         wx, wy = piecewise_affine_field((ch, cw), warp)
-        disp += cv2.resize(np.dstack([wx, wy]), (rw, rh), interpolation=cv2.INTER_CUBIC)
+        disp = cv2.resize(np.dstack([wx, wy]), (rw, rh), interpolation=cv2.INTER_CUBIC)
     if elastic is not None and elastic[0] > 0:
-        disp += elastic_field((rh, rw), elastic[0], elastic[1], rng)
-    return disp
+        e = elastic_field((rh, rw), elastic[0], elastic[1], rng)
+        if disp is None:
+            disp = np.array(e, dtype=np.float32, order="C")
+        else:
+            disp += e
+    return np.zeros((rh, rw, 2), np.float32) if disp is None else disp
 
 
 def remap_roi(mask: np.ndarray, roi: tuple[int, int, int, int], disp: np.ndarray) -> np.ndarray:
@@ -436,7 +463,8 @@ def subtract_masks(landmark: np.ndarray, local: np.ndarray) -> np.ndarray:
     """M_global = M_landmark - M_local (paper 000 eq. 2), saturated at 0, in the masks' dtype."""
     if landmark.dtype == np.uint8:
         return cv2.subtract(landmark, local)
-    return np.maximum(landmark - local, 0.0).astype(landmark.dtype)
+    d = landmark - local
+    return np.maximum(d, 0.0, out=d)
 
 
 def bbmg_combine(landmark: np.ndarray, local: np.ndarray, local_fill: np.ndarray | None,

@@ -53,6 +53,8 @@ class SynthResult:
     mask: np.ndarray
     record: dict[str, Any]
     real: np.ndarray | None = None
+    # (x0, y0, x1, y1) bounding mask > 0 (None: the mask is empty; "unknown": not given, measure it)
+    box: tuple[int, int, int, int] | None | str = "unknown"
 
     @property
     def boundary(self) -> np.ndarray:
@@ -115,8 +117,9 @@ class Synthesizer:
 
     def _mask(self, generator: str, lm: np.ndarray, shape: tuple[int, int], matrix: np.ndarray | None,
               rng: np.random.Generator, plain: bool = False, ref: tuple[float, float] | None = None,
-              px: float = 1.0) -> tuple[np.ndarray, dict[str, Any]]:
-        """The blurred float mask for an image of ``shape``.
+              px: float = 1.0) -> tuple[np.ndarray, dict[str, Any], tuple[int, int, int, int] | None]:
+        """The blurred float mask for an image of ``shape``, its record, and a box (x0, y0, x1, y1) outside
+        which it is exactly 0 (None: anywhere), so its non-zero box is searched there only.
 
         It is made on a canvas padded by the blur's reach on every side and then cut: the hull beyond the
         image edge is real geometry (a chin leaving the crop), so blurring and warping see it as if the
@@ -137,6 +140,7 @@ class Synthesizer:
             small = (int(np.ceil(h * fy)) + 2 * pad, int(np.ceil(w * fx)) + 2 * pad)
             m_small, rec = self._padded_mask(generator, lm, small, matrix, rng, plain, None, (fx, fy, ox, oy), px)
             mask = np.zeros((h, w), np.float32)
+            support: tuple[int, int, int, int] | None = (0, 0, 0, 0)
             nz = nonzero_box(m_small > 0)
             if nz is not None:  # map back only the part of the window the non-zero pixels reach
                 X0 = max(0, int(np.floor((nz[0] - 1 - ox) / fx)))
@@ -145,19 +149,20 @@ class Synthesizer:
                 Y1 = min(h, int(np.ceil((nz[3] + 1 - oy) / fy)) + 1)
                 if X1 > X0 and Y1 > Y0:
                     back = np.array([[fx, 0.0, ox + fx * X0], [0.0, fy, oy + fy * Y0]], np.float64)
-                    part = cv2.warpAffine(m_small, back, (X1 - X0, Y1 - Y0),
-                                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                          borderMode=cv2.BORDER_REPLICATE)
-                    mask[Y0:Y1, X0:X1] = np.clip(part, 0.0, 1.0, out=part)
+                    part = mask[Y0:Y1, X0:X1]  # warped straight into the window (no temporary)
+                    cv2.warpAffine(m_small, back, (X1 - X0, Y1 - Y0), dst=part,
+                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+                    np.clip(part, 0.0, 1.0, out=part)
+                    support = (X0, Y0, X1, Y1)
             rh, rw = ref or shape
             rec["blur"]["size"] = [int(round(rh * fy)), int(round(rw * fx))]  # the size drawn for the reference
-            return mask, rec
+            return mask, rec, support
         lm = lm + np.float32(pad)
         if matrix is not None:  # conjugate by the shift: x' = M (x - pad) + pad
             matrix = matrix.copy()
             matrix[:, 2] += pad - matrix[:, :2].sum(axis=1) * pad
         mask, rec = self._padded_mask(generator, lm, (h + 2 * pad, w + 2 * pad), matrix, rng, plain, None, None, px)
-        return np.ascontiguousarray(mask[pad:pad + h, pad:pad + w]), rec
+        return np.ascontiguousarray(mask[pad:pad + h, pad:pad + w]), rec, None
 
     def _padded_mask(self, generator: str, lm: np.ndarray, shape: tuple[int, int], matrix: np.ndarray | None,
                      rng: np.random.Generator, plain: bool, scale: tuple[float, float] | None,
@@ -232,12 +237,12 @@ class Synthesizer:
         generator = str(gens[int(rng.integers(len(gens)))])
         ref = sbi_shape if cfg.blur.reference == "sbi_crop" else None
         px = 1.0 if pixel_scale is None else float(pixel_scale)
-        mask, record["mask"] = self._mask(generator, lm, (h, w), matrix, rng, ref=ref, px=px)
+        mask, record["mask"], support = self._mask(generator, lm, (h, w), matrix, rng, ref=ref, px=px)
         hull_area = polygon_area(np.clip(lm, [0, 0], [w, h]))
         min_sum = max(MIN_MASK_PX, MIN_MASK_FRACTION * float(hull_area))
         if float(mask.sum()) < min_sum:
             # Documented fallback: augmentations (erosion, local parts out of frame) emptied the mask.
-            mask, record["mask"] = self._mask("hull", lm, (h, w), matrix, rng, plain=True, ref=ref, px=px)
+            mask, record["mask"], support = self._mask("hull", lm, (h, w), matrix, rng, plain=True, ref=ref, px=px)
             record["mask"]["fallback"] = f"{generator} mask was empty; used the plain face hull"
             if float(mask.sum()) < min_sum:
                 raise SynthesisError("the blending mask is empty (face hull outside the image)")
@@ -253,15 +258,22 @@ class Synthesizer:
         ratio = draw_ratio(cfg.blend, rng)
         record["blend"] = {"type": cfg.blend.type, "ratio": ratio}
         if ratio != 1.0:
-            mask = mask * np.float32(ratio)
-        # Per pixel, the fake is the target wherever the mask is 0: warp and blend only the mask's box.
+            mask *= np.float32(ratio)  # the mask is this call's own array (``_mask`` or the donor product)
+        # Per pixel, the fake is the target wherever the mask is 0: warp and blend only the mask's box
+        # (searched inside the support ``_mask`` reports: outside it the mask is 0, and stays 0 times anything).
         fake = target.copy()
-        box = nonzero_box(mask > 0)
+        if support is None:
+            box = nonzero_box(mask > 0)
+        else:
+            sx0, sy0, sx1, sy1 = support
+            box = nonzero_box(mask[sy0:sy1, sx0:sx1] > 0) if sx1 > sx0 and sy1 > sy0 else None
+            if box is not None:
+                box = (box[0] + sx0, box[1] + sy0, box[2] + sx0, box[3] + sy0)
         if box is not None:
             x0, y0, x1, y1 = box
             src = warp_affine(source, matrix, box) if matrix is not None else source[y0:y1, x0:x1]
             fake[y0:y1, x0:x1] = blend(src, target[y0:y1, x0:x1], mask[y0:y1, x0:x1], cfg.blend.rounding)
-        return SynthResult(fake=fake, mask=mask, record=record, real=target)
+        return SynthResult(fake=fake, mask=mask, record=record, real=target, box=box)
 
 
 def sbi_crop_box(lm: np.ndarray, bounds: tuple[float, float, float, float] | None) -> tuple[float, float, float, float]:
