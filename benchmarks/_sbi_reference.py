@@ -97,6 +97,32 @@ class ReferenceSBI:
         m = cv2.GaussianBlur(m, (k2, k2), np.random.randint(5, 46))
         return cv2.resize(m / m.max(), (w, h))
 
+    @staticmethod
+    def large_crop(frame: np.ndarray, lm81: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """SBI's training canvas from a whole frame: the 68-landmark box widened by w/2 left and right, h above and
+        0.4h below, cut at the frame's edge (the crop unmask stores); landmarks and box moved into it."""
+        p = lm81[:68]
+        x0, y0 = p.min(axis=0)
+        x1, y1 = p.max(axis=0)
+        w, h = x1 - x0, y1 - y0
+        fh, fw = frame.shape[:2]
+        ya, yb = max(0, int(y0 - h)), min(fh, int(y1 + 0.4 * h) + 1)
+        xa, xb = max(0, int(x0 - w / 2)), min(fw, int(x1 + w / 2) + 1)
+        shift = np.array([xa, ya], np.float32)
+        return frame[ya:yb, xa:xb], lm81 - shift, np.asarray(box, np.float32) - np.tile(shift, 2)
+
+    def pair_from_frame(self, frame: np.ndarray, lm81: np.ndarray, box: np.ndarray, augment: bool = True) -> dict[str, Any]:
+        """What the released pipeline does per item from a whole decoded frame: a horizontal flip of the frame
+        with p 0.5 (landmarks and box mirrored; SBI also re-orders the landmark indices, which costs nothing and
+        is left out), the large-margin crop, then :meth:`pair`."""
+        if np.random.rand() < 0.5:
+            w = frame.shape[1]
+            frame = frame[:, ::-1].copy()
+            lm81 = np.column_stack([w - lm81[:, 0], lm81[:, 1]]).astype(np.float32)
+            box = np.array([w - box[2], box[1], w - box[0], box[3]], np.float32)
+        crop, lm, bx = self.large_crop(frame, lm81, box)
+        return self.pair(crop, lm, bx, augment=augment)
+
     def pair(self, crop: np.ndarray, lm81: np.ndarray, box: np.ndarray, augment: bool = True,
              keep_pre: bool = False) -> dict[str, Any]:
         """(real, fake) uint8 at ``size`` px and the blend weight (ratio included), cut by one window.
