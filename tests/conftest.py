@@ -84,6 +84,22 @@ def astronaut_face_256(astronaut_rgb) -> tuple[np.ndarray, np.ndarray]:
     return img, (mc.landmarks * np.array([256 / w, 256 / h], np.float32)).astype(np.float32)
 
 
+@pytest.fixture(scope="session")
+def astronaut_face_records(astronaut_rgb):
+    """(8 FaceRecords of the astronaut's stored crop, a loader returning that crop): a PairDataset's input with
+    no store on disk (the records differ only in their keys, so each index draws its own pair)."""
+    from unmask.data.crops import storage_crop
+    from unmask.data.faces import build_face_detector
+    from unmask.data.records import FaceRecord
+
+    f = build_face_detector("dlib_hog").detect(astronaut_rgb)[0]
+    sc = storage_crop(astronaut_rgb, f.box, f.landmarks81)
+    recs = [FaceRecord(item_key=f"astro{i}", dataset="embedded", video_id="astronaut", label=0, method="real",
+                       split="train", frame_index=i, face_index=0, crop_path=f"astro{i}", box=sc.box,
+                       landmarks=sc.landmarks, score=1.0, frame_box=f.box, crop_origin=sc.origin) for i in range(8)]
+    return recs, (lambda r: sc.image)
+
+
 def _code_hash(extra: object) -> str:
     """Hash of the source files whose behaviour determines a prepared store (+ options)."""
     h = hashlib.sha256(repr(extra).encode())

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from unmask.data.records import FaceRecord
 from unmask.train.config import load_train_config
 from unmask.train.data import TrainData, to_float_images
 
@@ -15,17 +14,11 @@ from _train_fixtures import one_torch_thread  # noqa: F401 (autouse)
 
 
 @pytest.fixture(scope="module")
-def astro_pairs(astronaut_rgb):
-    from unmask.data.crops import storage_crop
-    from unmask.data.faces import build_face_detector
+def astro_pairs(astronaut_face_records):
     from unmask.synthesis import PairDataset
 
-    f = build_face_detector("dlib_hog").detect(astronaut_rgb)[0]
-    sc = storage_crop(astronaut_rgb, f.box, f.landmarks81)
-    faces = [FaceRecord(item_key=f"astro{i}", dataset="embedded", video_id="astronaut", label=0, method="real",
-                        split="train", frame_index=i, face_index=0, crop_path=f"astro{i}", box=sc.box,
-                        landmarks=sc.landmarks, score=1.0, frame_box=f.box, crop_origin=sc.origin) for i in range(4)]
-    return PairDataset(faces, "sbi", image_size=48, seed=0, loader=lambda r: sc.image)
+    faces, loader = astronaut_face_records
+    return PairDataset(faces[:4], "sbi", image_size=48, seed=0, loader=loader)
 
 
 def test_to_float_images_is_the_one_conversion():

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 
-from unmask.data.records import FaceRecord
 from unmask.synthesis import SYNTHESIZERS, PairDataset, build_synthesizer
 from unmask.synthesis import masks as M
 from unmask.synthesis.blur import boundary_blur, draw_scale
@@ -22,16 +21,8 @@ SELF_RECIPES = [n for n in sorted(SYNTHESIZERS) if build_synthesizer(n).config.s
 
 
 @pytest.fixture(scope="module")
-def astro_faces(astronaut_rgb):
-    from unmask.data.crops import storage_crop
-    from unmask.data.faces import build_face_detector
-
-    f = build_face_detector("dlib_hog").detect(astronaut_rgb)[0]
-    sc = storage_crop(astronaut_rgb, f.box, f.landmarks81)
-    recs = [FaceRecord(item_key=f"astro{i}", dataset="embedded", video_id="astronaut", label=0, method="real",
-                       split="train", frame_index=i, face_index=0, crop_path=f"astro{i}", box=sc.box,
-                       landmarks=sc.landmarks, score=1.0, frame_box=f.box, crop_origin=sc.origin) for i in range(8)]
-    return recs, (lambda r: sc.image)
+def astro_faces(astronaut_face_records):
+    return astronaut_face_records
 
 
 def _jpeg_reach(mask: np.ndarray) -> np.ndarray:
