@@ -2,7 +2,9 @@
 
 Why one helper: a busy shared machine slows whatever runs while it is busy, so a fair comparison steps every
 method in the same round, from the same starting weights, on the same batch (and rotates the order so none is
-always first). ``pim_step.py`` and ``prle_step.py`` differ only in the methods and the batch they compare.
+always first). ``pim_step.py`` and ``prle_step.py`` differ only in the methods and the batch they compare;
+``synthesis_speed.py`` times unmask's pairs against the reference-style SBI pipeline with the same loop
+(``interleaved_times``).
 """
 
 from __future__ import annotations
@@ -33,29 +35,40 @@ def build_runs(method_overrides: dict[str, list[str]], common: list[str], device
     return runs
 
 
+def interleaved_times(items: dict, rounds: int, block: int = 1, rotate: bool = True) -> tuple[dict, dict]:
+    """One warm-up call each, then ``rounds`` rounds in which every item runs ``block`` times in a row (order
+    rotated per round unless ``rotate`` is False): (wall s, process CPU s) per item and round. ``items`` maps a
+    name to ``fn(k)``, ``k`` a running call number (items that cycle through data use it as an index)."""
+    names = list(items)
+    for name in names:  # warm-up
+        items[name](0)
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
+    k = 0
+    for r in range(rounds):
+        for name in (names[r % len(names):] + names[:r % len(names)] if rotate else names):
+            t, c = time.perf_counter(), time.process_time()
+            for _ in range(block):
+                k += 1
+                items[name](k)
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    return wall, cpu
+
+
 def interleaved_steps(runs: dict, batch: dict, steps: int, device, rotate: bool = True) -> tuple[dict, dict]:
     """One warm-up step each, then ``steps`` rounds of one step per method: (wall s, process CPU s) per method."""
     import torch
 
     dev = torch.device(device)
 
-    def sync():
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+    def step(name: str):
+        method, opt = runs[name]
 
-    for method, opt in runs.values():  # warm-up
-        method.step(batch, opt, None)
-    sync()
-    wall: dict[str, list[float]] = {k: [] for k in runs}
-    cpu: dict[str, list[float]] = {k: [] for k in runs}
-    names = list(runs)
-    for r in range(steps):
-        order = names[r % len(names):] + names[:r % len(names)] if rotate else names
-        for name in order:
-            method, opt = runs[name]
-            t, c = time.perf_counter(), time.process_time()
+        def run(_k: int) -> None:
             method.step(batch, opt, None)
-            sync()
-            wall[name].append(time.perf_counter() - t)
-            cpu[name].append(time.process_time() - c)
-    return wall, cpu
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+        return run
+
+    return interleaved_times({name: step(name) for name in runs}, steps, rotate=rotate)

@@ -207,24 +207,15 @@ def reference_items(faces: list, out: Path) -> dict | None:
 
 
 def interleaved_cpu_rates(items: dict, rounds: int, block: int) -> dict[str, float]:
-    """Items per CPU second, each item run ``block`` times in a row per round (order rotated per round): a
-    host whose speed drifts during the run slows all of them alike, so the ratios are the robust figures on a
-    shared machine. Blocks, not single items: the reference's frame-size float arrays evict the caches, and
-    alternating pair by pair would charge each side the other's cold start, which a DataLoader worker looping
-    over one pipeline never pays."""
-    names = list(items)
-    for name in names:
-        items[name](0)  # warm-up
-    spent = dict.fromkeys(names, 0.0)
-    k = 0
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            c = time.process_time()
-            for _ in range(block):
-                k += 1
-                items[name](k)
-            spent[name] += time.process_time() - c
-    return {name: rounds * block / spent[name] for name in names}
+    """Items per CPU second, timed by ``_interleaved.interleaved_times`` (each item ``block`` times in a row per
+    round, order rotated): a host whose speed drifts during the run slows all of them alike, so the ratios are
+    the robust figures on a shared machine. Blocks, not single items: the reference's frame-size float arrays
+    evict the caches, and alternating pair by pair would charge each side the other's cold start, which a
+    DataLoader worker looping over one pipeline never pays."""
+    from _interleaved import interleaved_times
+
+    _, cpu = interleaved_times(items, rounds, block)
+    return {name: rounds * block / sum(times) for name, times in cpu.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
