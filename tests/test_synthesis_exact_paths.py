@@ -15,19 +15,12 @@ from unmask.synthesis.transforms import nonzero_box
 
 
 def _erode_reference(poly: np.ndarray, radius: float) -> np.ndarray:
-    """Sutherland-Hodgman erosion with whole-array numpy steps (the implementation before the fast path)."""
+    """Sutherland-Hodgman erosion with whole-array numpy clip steps (the clip before the fast path; the
+    half-planes come from the shared ``inward_half_planes``, which the fast path did not change)."""
     poly = np.asarray(poly, dtype=np.float64)
     if len(poly) < 3:
         return np.zeros((0, 2), np.float32)
-    c = poly.mean(axis=0)
-    edges = np.roll(poly, -1, axis=0) - poly
-    normals = np.stack([-edges[:, 1], edges[:, 0]], axis=1)
-    lengths = np.linalg.norm(normals, axis=1)
-    keep = lengths > 1e-9
-    normals, starts = normals[keep] / lengths[keep, None], poly[keep]
-    flip = np.einsum("ij,ij->i", c - starts, normals) < 0
-    normals[flip] *= -1
-    offsets = np.einsum("ij,ij->i", starts, normals) + radius
+    normals, offsets = M.inward_half_planes(poly, radius)
     out = poly
     for nrm, off in zip(normals, offsets):
         if len(out) == 0:

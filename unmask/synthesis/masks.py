@@ -101,6 +101,21 @@ def dilate_polygon(poly: np.ndarray, radius: float) -> np.ndarray:
     return convex_hull(pts.reshape(-1, 2))
 
 
+def inward_half_planes(poly: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """(unit inward normals n_i, offsets o_i) of a convex float64 polygon's edges moved inward by ``radius``:
+    the eroded region is {x : x . n_i >= o_i for every i}. Normals point towards the centroid, whatever the
+    vertex order; degenerate (zero-length) edges are left out."""
+    c = poly.mean(axis=0)
+    edges = np.roll(poly, -1, axis=0) - poly
+    normals = np.stack([-edges[:, 1], edges[:, 0]], axis=1)
+    lengths = np.linalg.norm(normals, axis=1)
+    keep = lengths > 1e-9
+    normals, starts = normals[keep] / lengths[keep, None], poly[keep]
+    flip = np.einsum("ij,ij->i", c - starts, normals) < 0
+    normals[flip] *= -1
+    return normals, np.einsum("ij,ij->i", starts, normals) + radius
+
+
 def erode_polygon(poly: np.ndarray, radius: float) -> np.ndarray:
     """Erosion of a convex polygon by a disk: clip it by each edge's line moved inward by ``radius``.
 
@@ -110,16 +125,7 @@ def erode_polygon(poly: np.ndarray, radius: float) -> np.ndarray:
     n = len(poly)
     if n < 3:
         return np.zeros((0, 2), np.float32)
-    # Orientation-independent inward normals: point towards the centroid.
-    c = poly.mean(axis=0)
-    edges = np.roll(poly, -1, axis=0) - poly
-    normals = np.stack([-edges[:, 1], edges[:, 0]], axis=1)
-    lengths = np.linalg.norm(normals, axis=1)
-    keep = lengths > 1e-9
-    normals, starts = normals[keep] / lengths[keep, None], poly[keep]
-    flip = np.einsum("ij,ij->i", c - starts, normals) < 0
-    normals[flip] *= -1
-    offsets = np.einsum("ij,ij->i", starts, normals) + radius  # half-plane: x . n >= offset
+    normals, offsets = inward_half_planes(poly, radius)
     out = poly
     for nrm, off in zip(normals, offsets):  # Sutherland-Hodgman, one half-plane at a time
         if len(out) == 0:
