@@ -291,9 +291,13 @@ def _read_stored(path: str | os.PathLike, what: str) -> bytes:
 def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """A stored crop as HxWx3 uint8 RGB: the store's own PNGs through ``decode_png_fast``, anything else
     through OpenCV (decoded straight to RGB where it can: no BGR copy)."""
+    return _decode_rgb(_read_stored(path, "stored crop"), path)
+
+
+def _decode_rgb(data: bytes, path: str | os.PathLike) -> np.ndarray:
+    """``load_rgb`` on bytes already read (``path`` names them in errors)."""
     import cv2
 
-    data = _read_stored(path, "stored crop")
     fast = decode_png_fast(data)
     if fast is not None and fast.ndim == 3:
         return fast
@@ -317,7 +321,7 @@ def load_rgb_window(path: str | os.PathLike, window_of) -> tuple[np.ndarray, tup
         img, _ = decode_png_window(data, window)
         if img is not None:
             return img, size
-    full = load_rgb(path)
+    full = _decode_rgb(data, path)  # not the store's own PNG: decode the bytes already read, whole
     hw = (int(full.shape[0]), int(full.shape[1]))
     if size is None:
         window = window_of(hw)
