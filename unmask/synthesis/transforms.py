@@ -19,6 +19,7 @@ import numpy as np
 from unmask.synthesis.config import AffineConfig, ColorConfig, FrequencyConfig, TransformConfig
 
 _RAMP = np.arange(256, dtype=np.float32)
+_RAMP_U8 = np.arange(256, dtype=np.uint8)
 
 
 def _lut_u8(values: np.ndarray) -> np.ndarray:
@@ -46,7 +47,16 @@ def hsv_shift(img: np.ndarray, hue_deg: float, sat: float, val: float) -> np.nda
         np.clip(_RAMP + np.float32(sat), 0, 255),
         np.clip(_RAMP + np.float32(val), 0, 255),
     ], axis=1).astype(np.uint8)  # truncation, as albumentations (SBI's +-0.3: -1 level on a negative draw)
-    return cv2.cvtColor(cv2.LUT(hsv, lut.reshape(256, 1, 3)), cv2.COLOR_HSV2RGB)
+    if not _is_identity_hsv_lut(lut):  # SBI's +-0.3 on a positive draw truncates to no shift: skip the table
+        hsv = cv2.LUT(hsv, lut.reshape(256, 1, 3))
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def _is_identity_hsv_lut(lut: np.ndarray) -> bool:
+    """True when the (256, 3) HSV table maps every value an 8-bit HSV image can hold to itself (hue only
+    takes 0-179, so its entries from 180 on are never read)."""
+    return bool(np.array_equal(lut[:180, 0], _RAMP_U8[:180]) and np.array_equal(lut[:, 1], _RAMP_U8)
+                and np.array_equal(lut[:, 2], _RAMP_U8))
 
 
 def downscale(img: np.ndarray, scale: float) -> np.ndarray:
