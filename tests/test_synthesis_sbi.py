@@ -127,20 +127,25 @@ def test_soft_edge_is_a_fixed_fraction_of_the_crop_whatever_its_size(astro_faces
 
 def test_sbi_core_area_on_ffpp_is_sbis(prepared_ffpp):
     """Issue 8: released SBI's core area (weight > 0.5 x ratio) is 0.332 of the 380 px crop on the FF++
-    originals, its soft edge 0.13; the old unmask recipe had 0.405 and 0.04."""
+    originals, its soft edge 0.13, and fake and real differ by 15.6 grey levels in that core before the final
+    augmentation; the old unmask recipe had 0.405 and 0.04."""
     from unmask.data.store import PreparedStore
 
     faces = PreparedStore(prepared_ffpp).faces(labels=[0])
     ds = PairDataset(faces, "sbi", image_size=380, seed=0, augment=False)
-    core, anyw = [], []
-    for i in range(min(len(ds), 40)):
-        p = ds.pair(i)
+    core, anyw, inside = [], [], []
+    for k in range(160):  # the core difference varies with the ratio drawn: more pairs than faces for it
+        ds.set_epoch(k // min(len(ds), 40))
+        p = ds.pair(k % min(len(ds), 40))
         r = p["record"]["blend"]["ratio"]
-        core.append(float((p["mask"] > 0.5 * r).mean()))
+        c = p["mask"] > 0.5 * r
+        core.append(float(c.mean()))
         anyw.append(float((p["mask"] > 0.01).mean()))
+        inside.append(float(np.abs(p["fake"].astype(np.int16) - p["real"].astype(np.int16)).mean(axis=2)[c].mean()))
     assert 0.332 * 0.9 < np.mean(core) < 0.332 * 1.1  # within issue 8's 10% of SBI's figures
     assert 0.464 * 0.9 < np.mean(anyw) < 0.464 * 1.1
     assert 0.09 < np.mean(anyw) - np.mean(core) < 0.17
+    assert 15.6 * 0.9 < np.mean(inside) < 15.6 * 1.1, np.mean(inside)
 
 
 def test_blend_truncates_like_sbis_uint8_cast():
