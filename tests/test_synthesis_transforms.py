@@ -45,7 +45,6 @@ def test_hsv_shift_changes_hue_and_is_near_identity_at_zero(img):
     assert np.median(diff[sat]) == pytest.approx(30, abs=2)  # 60 degrees = 30 OpenCV hue units
 
 
-
 def test_hsv_shift_below_one_level_is_the_round_trip_only_when_positive(img):
     """SBI's +-0.3 limits: a positive draw truncates to no shift (the table is skipped, the 8-bit round trip
     stays, as in albumentations 1.3.1); a negative one lowers hue, saturation and value by one level."""
@@ -55,6 +54,7 @@ def test_hsv_shift_below_one_level_is_the_round_trip_only_when_positive(img):
     want = np.stack([(hsv[..., 0] - 1) % 180, np.maximum(hsv[..., 1] - 1, 0), np.maximum(hsv[..., 2] - 1, 0)], -1)
     lowered = cv2.cvtColor(want.astype(np.uint8), cv2.COLOR_HSV2RGB)
     np.testing.assert_array_equal(T.hsv_shift(img, -0.2, -0.2, -0.2), lowered)
+
 
 def test_downscale_removes_and_sharpen_adds_high_frequencies(img):
     e = _hf_energy(img)

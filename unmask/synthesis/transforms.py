@@ -47,7 +47,7 @@ def hsv_shift(img: np.ndarray, hue_deg: float, sat: float, val: float) -> np.nda
         np.clip(_RAMP + np.float32(sat), 0, 255),
         np.clip(_RAMP + np.float32(val), 0, 255),
     ], axis=1).astype(np.uint8)  # truncation, as albumentations (SBI's +-0.3: -1 level on a negative draw)
-    if not _is_identity_hsv_lut(lut):  # SBI's +-0.3 on a positive draw truncates to no shift: skip the table
+    if not _is_identity_hsv_lut(lut):  # SBI's +-0.3, all three drawn >= 0: no shift left; skip the table
         hsv = cv2.LUT(hsv, lut.reshape(256, 1, 3))
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
