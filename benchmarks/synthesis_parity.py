@@ -12,7 +12,8 @@ the real faces of the store (the shared FF++ c40 originals, 8 frames each) and p
 * soft edge -- any - core (how wide the soft ramp is);
 * in        -- mean |fake - real| (grey levels, over channels) in the core (weight > 0.5 x ratio), before the
                final augmentation -- the issue's "inside the mask": on the same crops the same-run reference
-               below gives 15.3-15.7 there over seeds 0-2 (the issue's SBI: 15.6) but 12.1 over the whole weight > 0.01 area;
+               below gives 15.3-15.7 there over seeds 0-2 (the issue's SBI: 15.6), but 12.1-12.5 over the
+               whole weight > 0.01 area;
 * in (any)  -- the same over the whole blended area (weight > 0.01), kept for comparison;
 * out pre / out post -- the same outside (weight <= 0.01), before / after the final colour + JPEG augmentation;
 * ratio shares (0.25 / 0.5 / 0.75 / 1) and the share of "invisible" pairs (in < 2 grey levels).
