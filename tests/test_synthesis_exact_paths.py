@@ -14,30 +14,19 @@ from unmask.synthesis.pair_dataset import PairDataset
 from unmask.synthesis.transforms import nonzero_box
 
 
+def _numpy_clip_step(out: np.ndarray, d: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """One Sutherland-Hodgman clip with whole-array numpy steps (the clip before the fast path)."""
+    d_next = np.roll(d, -1)
+    cross = inside != (d_next >= 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(cross, d / (d - d_next), 0.0)
+    inter = out + t[:, None] * (np.roll(out, -1, axis=0) - out)
+    return np.stack([out, inter], axis=1).reshape(-1, 2)[np.stack([inside, cross], axis=1).reshape(-1)]
+
+
 def _erode_reference(poly: np.ndarray, radius: float) -> np.ndarray:
-    """Sutherland-Hodgman erosion with whole-array numpy clip steps (the clip before the fast path; the
-    half-planes come from the shared ``inward_half_planes``, which the fast path did not change)."""
-    poly = np.asarray(poly, dtype=np.float64)
-    if len(poly) < 3:
-        return np.zeros((0, 2), np.float32)
-    normals, offsets = M.inward_half_planes(poly, radius)
-    out = poly
-    for nrm, off in zip(normals, offsets):
-        if len(out) == 0:
-            break
-        d = out @ nrm - off
-        inside = d >= 0
-        if inside.all():
-            continue
-        d_next = np.roll(d, -1)
-        cross = inside != (d_next >= 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(cross, d / (d - d_next), 0.0)
-        inter = out + t[:, None] * (np.roll(out, -1, axis=0) - out)
-        out = np.stack([out, inter], axis=1).reshape(-1, 2)[np.stack([inside, cross], axis=1).reshape(-1)]
-    if len(out) < 3:
-        return np.zeros((0, 2), np.float32)
-    return out.astype(np.float32)
+    """The erosion with the numpy clip step (the driver and half-planes are shared: only the step changed)."""
+    return M.erode_polygon_with(poly, radius, _numpy_clip_step)
 
 
 def test_erode_polygon_matches_the_array_reference_bit_for_bit():

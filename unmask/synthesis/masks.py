@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -116,42 +116,55 @@ def inward_half_planes(poly: np.ndarray, radius: float) -> tuple[np.ndarray, np.
     return normals, np.einsum("ij,ij->i", starts, normals) + radius
 
 
+ClipStep = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
 def erode_polygon(poly: np.ndarray, radius: float) -> np.ndarray:
     """Erosion of a convex polygon by a disk: clip it by each edge's line moved inward by ``radius``.
 
     Returns an empty (0, 2) array when the polygon vanishes.
     """
+    return erode_polygon_with(poly, radius, _clip_step_floats)
+
+
+def erode_polygon_with(poly: np.ndarray, radius: float, clip_step: ClipStep) -> np.ndarray:
+    """Sutherland-Hodgman erosion, one inward half-plane at a time, with ``clip_step(vertices, d, inside)`` doing
+    one clip (``d`` the vertices' signed distances to the line, ``inside`` = d >= 0). One driver for the fast
+    step and the whole-array numpy step ``tests/test_synthesis_exact_paths.py`` checks it against."""
     poly = np.asarray(poly, dtype=np.float64)
-    n = len(poly)
-    if n < 3:
+    if len(poly) < 3:
         return np.zeros((0, 2), np.float32)
     normals, offsets = inward_half_planes(poly, radius)
     out = poly
-    for nrm, off in zip(normals, offsets):  # Sutherland-Hodgman, one half-plane at a time
+    for nrm, off in zip(normals, offsets):
         if len(out) == 0:
             break
         d = out @ nrm - off
         inside = d >= 0
         if inside.all():
             continue
-        # The clip itself in Python floats: a polygon has ~20 vertices, where numpy's per-call overhead was
-        # most of the cost; the same IEEE double operations (t = d_i / (d_i - d_j), p_i + t (p_j - p_i), each
-        # rounded), so the same vertices bit for bit.
-        dl, pl, ins = d.tolist(), out.tolist(), inside.tolist()
-        n_out = len(dl)
-        kept: list[list[float]] = []
-        for i in range(n_out):
-            j = i + 1 if i + 1 < n_out else 0
-            if ins[i]:
-                kept.append(pl[i])
-            if ins[i] != ins[j]:  # the edge (i, i+1) crosses the line
-                t = dl[i] / (dl[i] - dl[j])
-                (xi, yi), (xj, yj) = pl[i], pl[j]
-                kept.append([xi + t * (xj - xi), yi + t * (yj - yi)])
-        out = np.array(kept, dtype=np.float64).reshape(-1, 2)
+        out = clip_step(out, d, inside)
     if len(out) < 3:
         return np.zeros((0, 2), np.float32)
     return out.astype(np.float32)
+
+
+def _clip_step_floats(out: np.ndarray, d: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """One clip in Python floats: a polygon has ~20 vertices, where numpy's per-call overhead was most of the
+    cost; the same IEEE double operations (t = d_i / (d_i - d_j), p_i + t (p_j - p_i), each rounded), so the
+    same vertices bit for bit."""
+    dl, pl, ins = d.tolist(), out.tolist(), inside.tolist()
+    n_out = len(dl)
+    kept: list[list[float]] = []
+    for i in range(n_out):
+        j = i + 1 if i + 1 < n_out else 0
+        if ins[i]:
+            kept.append(pl[i])
+        if ins[i] != ins[j]:  # the edge (i, i+1) crosses the line
+            t = dl[i] / (dl[i] - dl[j])
+            (xi, yi), (xj, yj) = pl[i], pl[j]
+            kept.append([xi + t * (xj - xi), yi + t * (yj - yi)])
+    return np.array(kept, dtype=np.float64).reshape(-1, 2)
 
 
 def morph_polygons(polys: Sequence[np.ndarray], radius: float) -> list[np.ndarray]:
