@@ -56,6 +56,38 @@ def test_hsv_shift_below_one_level_is_the_round_trip_only_when_positive(img):
     np.testing.assert_array_equal(T.hsv_shift(img, -0.2, -0.2, -0.2), lowered)
 
 
+def _table_reference(img: np.ndarray, table: np.ndarray) -> np.ndarray:
+    return cv2.LUT(img, table.reshape(256, 1, 3))
+
+
+@pytest.mark.parametrize("limit", [0.3, 1.5, 20.0, 120.0, 255.0])
+def test_shifts_as_saturating_adds_equal_their_lookup_tables(limit):
+    """rgb_shift and hsv_shift replace their 3-channel tables by saturating adds (and a hue-only table):
+    byte-identical to the table for every value, negative and positive shifts, hues wrapping past 0 and 180,
+    and shifts large enough to clip."""
+    rng = np.random.default_rng(int(limit * 10))
+    img = rng.integers(0, 256, (40, 300, 3), dtype=np.uint8)
+    for c in range(3):
+        img[c, :256, c] = np.arange(256)  # every level in every channel
+    hsv_img = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+    for _ in range(60):
+        shifts = rng.uniform(-limit, limit, size=3).astype(np.float32)
+        rgb_table = np.clip(T._RAMP[:, None] + shifts[None, :], 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(T.rgb_shift(img, tuple(float(v) for v in shifts)),
+                                      _table_reference(img, rgb_table))
+        hue = float(rng.uniform(-min(2 * limit, 180), min(2 * limit, 180)))
+        hsv_table = np.stack([np.mod(T._RAMP + np.float32(hue / 2), 180.0), np.clip(T._RAMP + shifts[1], 0, 255),
+                              np.clip(T._RAMP + shifts[2], 0, 255)], axis=1).astype(np.uint8)
+        want = cv2.cvtColor(_table_reference(hsv_img, hsv_table), cv2.COLOR_HSV2RGB)
+        np.testing.assert_array_equal(T.hsv_shift(img, hue, float(shifts[1]), float(shifts[2])), want)
+
+
+def test_rgb_shift_returns_a_new_array_when_nothing_moves(img):
+    out = T.rgb_shift(img, (0.4, 0.2, 0.9))  # every table truncates to the identity
+    np.testing.assert_array_equal(out, img)
+    assert out is not img and not np.shares_memory(out, img)
+
+
 def test_downscale_removes_and_sharpen_adds_high_frequencies(img):
     e = _hf_energy(img)
     assert _hf_energy(T.downscale(img, 0.3)) < 0.6 * e
