@@ -80,6 +80,25 @@ def test_margin_crop_clamps_at_the_image_border():
     np.testing.assert_allclose(mc.landmarks[0], [0.0, 70.0 - mc.window[1]])
 
 
+@pytest.mark.parametrize("box, want", [
+    ((10.2, 20.7, 50.1, 60.0), (10, 20, 51, 60)),  # floor the start, ceil the end
+    ((-30.0, -1e9, 500.0, 99.5), (0, 0, 120, 100)),  # clamped to the image
+    ((119.9, 99.9, 119.95, 99.95), (119, 99, 120, 100)),  # never empty, even at the last pixel
+    ((-np.inf, 5.0, np.inf, 6.0), (0, 5, 120, 6)),  # an infinite side clamps to the edge
+])
+def test_clamp_window_floors_ceils_and_clamps(box, want):
+    from unmask.data.crops import _clamp_window
+
+    assert _clamp_window(*box, (100, 120)) == want
+
+
+def test_clamp_window_rejects_nan():
+    from unmask.data.crops import _clamp_window
+
+    with pytest.raises(ValueError):
+        _clamp_window(float("nan"), 0.0, 10.0, 10.0, (100, 120))
+
+
 def test_storage_crop_caps_the_longest_side_and_scales_coordinates():
     h, w = 1080, 1920
     yy, xx = np.mgrid[0:h, 0:w]

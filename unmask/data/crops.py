@@ -16,6 +16,7 @@ Windows are integer ``(x0, y0, x1, y1)`` pixel bounds, exclusive at the right/bo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,12 +26,21 @@ MarginSpec = float | tuple[float, float] | Sequence[float]
 
 
 def _clamp_window(x0: float, y0: float, x1: float, y1: float, shape: Sequence[int]) -> tuple[int, int, int, int]:
+    # Python scalars, not np.clip (~6 us a call on a scalar; this runs per training pair). NaN raises as
+    # int(nan) did; an infinite side clamps to the edge as np.clip did.
     h, w = int(shape[0]), int(shape[1])
-    ix0 = int(np.clip(np.floor(x0), 0, max(w - 1, 0)))
-    iy0 = int(np.clip(np.floor(y0), 0, max(h - 1, 0)))
-    ix1 = int(np.clip(np.ceil(x1), ix0 + 1, w))
-    iy1 = int(np.clip(np.ceil(y1), iy0 + 1, h))
+    ix0 = int(min(max(_floor(x0), 0), max(w - 1, 0)))
+    iy0 = int(min(max(_floor(y0), 0), max(h - 1, 0)))
+    ix1 = int(min(max(-_floor(-x1), ix0 + 1), w))
+    iy1 = int(min(max(-_floor(-y1), iy0 + 1), h))
     return ix0, iy0, ix1, iy1
+
+
+def _floor(v: float) -> float:
+    v = float(v)
+    if v != v:
+        raise ValueError("cannot convert float NaN to integer")
+    return math.floor(v) if math.isfinite(v) else v
 
 
 def storage_window(landmarks68: np.ndarray, frame_shape: Sequence[int], box: np.ndarray | None = None,

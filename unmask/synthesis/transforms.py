@@ -11,6 +11,7 @@ library SBI's figures were measured with), and the sharpen kernel is albumentati
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import cv2
@@ -19,7 +20,7 @@ import numpy as np
 from unmask.synthesis.config import AffineConfig, ColorConfig, FrequencyConfig, TransformConfig
 
 _RAMP = np.arange(256, dtype=np.float32)
-_RAMP_I16 = np.arange(256, dtype=np.int16)  # compared with uint8 tables by value
+_RAMP_I16 = np.arange(256, dtype=np.int16)
 
 
 def _lut_u8(values: np.ndarray) -> np.ndarray:
@@ -43,7 +44,13 @@ def _saturating_offset(table: np.ndarray) -> int | None:
     itself (not s) keeps the add that replaces it byte-identical in float32's edge cases too.
     """
     k = int(table[128]) - 128  # the middle entry is never clipped for |k| < 128
-    return k if np.array_equal(table, np.clip(_RAMP_I16 + k, 0, 255)) else None
+    return k if table.tobytes() == _offset_table_bytes(k) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _offset_table_bytes(k: int) -> bytes:
+    """The bytes of the table ``clip(v + k, 0, 255)`` (cached: comparing bytes costs ~1 us, numpy ~7)."""
+    return np.clip(_RAMP_I16 + k, 0, 255).astype(np.uint8).tobytes()
 
 
 def _add_saturating(img: np.ndarray, ks: tuple[int, int, int]) -> np.ndarray:
@@ -85,7 +92,7 @@ def _apply_hsv_table(hsv: np.ndarray, lut: np.ndarray) -> np.ndarray:
     if ks is None or kv is None:
         return cv2.LUT(hsv, lut.reshape(256, 1, 3))
     out = _add_saturating(hsv, (0, ks, kv)) if ks or kv else hsv
-    if not np.array_equal(lut[:180, 0], _RAMP_I16[:180]):  # hue only takes 0-179: the rest is never read
+    if lut[:180, 0].tobytes() != _offset_table_bytes(0)[:180]:  # hue only takes 0-179: the rest is never read
         out = out.copy() if out is hsv else out
         cv2.insertChannel(cv2.LUT(cv2.extractChannel(hsv, 0), lut[:, 0]), out, 0)
     return out
