@@ -37,6 +37,7 @@ def _clamp_window(x0: float, y0: float, x1: float, y1: float, shape: Sequence[in
 
 
 def _floor(v: float) -> float:
+    """``np.floor`` of a scalar as Python does it: NaN raises, an infinity passes through to be clamped."""
     v = float(v)
     if v != v:
         raise ValueError("cannot convert float NaN to integer")

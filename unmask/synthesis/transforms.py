@@ -5,8 +5,9 @@ Pure functions of (image, parameters); ``draw_*`` functions draw a parameter set
 final-augmentation draw applied to its real and its fake). ``*_random`` = draw + apply on one image.
 Implemented with OpenCV/numpy only (albumentations is not a dependency): per-channel colour changes are one
 256-entry lookup table, HSV shifts are lookup tables in OpenCV's 8-bit HSV space (a table that is a plain
-saturating shift is applied as one, the same bytes), so each transform costs well under a millisecond at 380 px. Lookup tables truncate to uint8 as albumentations 1.3.1 does (the
-library SBI's figures were measured with), and the sharpen kernel is albumentations' (alpha, lightness) one.
+saturating shift is applied as one, the same bytes), so each transform costs well under a millisecond at
+380 px. Lookup tables truncate to uint8 as albumentations 1.3.1 does (the library SBI's figures were
+measured with), and the sharpen kernel is albumentations' (alpha, lightness) one.
 """
 
 from __future__ import annotations
@@ -83,10 +84,10 @@ def hsv_shift(img: np.ndarray, hue_deg: float, sat: float, val: float) -> np.nda
 def _apply_hsv_table(hsv: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """``cv2.LUT(hsv, lut)`` for an 8-bit HSV image (hue 0-179) and its (256, 3) table, byte for byte.
 
-    A 3-channel table costs OpenCV 0.2 ms at 380 px. The tables a shift makes saturate saturation and value
-    at ``+ k``, so those two become saturating adds, and the hue gets its own 1-channel table only when it
-    moves: nothing at all for SBI's +-0.3 with every draw >= 0, ~0.1 ms when the hue moves. Any other table
-    goes through ``cv2.LUT``.
+    A 3-channel table costs OpenCV 0.2 ms at 380 px. A shift's saturation and value tables are
+    ``clip(v + k, 0, 255)``, so they become saturating adds, and the hue gets its own 1-channel table only
+    when it moves: nothing at all for SBI's +-0.3 with every draw >= 0, ~0.1 ms when the hue moves. Any other
+    table goes through ``cv2.LUT``.
     """
     ks, kv = _saturating_offset(lut[:, 1]), _saturating_offset(lut[:, 2])
     if ks is None or kv is None:
