@@ -1,8 +1,9 @@
-"""Child processes that do not outlive their parent.
+"""Worker processes: children that do not outlive their parent, and an allocator setting for loader workers.
 
 A pool worker (``unmask prepare``) or DataLoader worker (``unmask train``) whose parent is killed with
 SIGKILL would otherwise go on with its items and then idle forever, holding memory and files. Call
-:func:`exit_with_parent` first thing in the child.
+:func:`exit_with_parent` first thing in the child. :func:`keep_freed_memory` lets a worker that makes
+training pairs reuse its freed image buffers instead of page-faulting fresh ones for every pair.
 """
 
 from __future__ import annotations
@@ -42,8 +43,6 @@ def exit_with_parent(parent_pid: int | None = None, poll_s: float = 0.5) -> None
     threading.Thread(target=watch, name="unmask-parent-watch", daemon=True).start()
 
 
-__all__ = ["exit_with_parent"]
-
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
@@ -70,3 +69,6 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(mallopt(M_TRIM_THRESHOLD, int(trim_threshold)))
+
+
+__all__ = ["exit_with_parent", "keep_freed_memory"]
