@@ -200,17 +200,17 @@ class PairDataset(Dataset):
         record = dict(res.record)
         record["window"] = [int(v) for v in mc.window]
         if self.augment:
-            # The mask's non-zero box as synthesis found it (mirrored with the flip), else measured.
-            box = res.box
+            # The mask's non-zero box as synthesis found it (measured when it was not given), mirrored with the flip.
+            box = nonzero_box(mask > 0) if isinstance(res.box, str) else res.box
             if rng.random() < self.final_aug.p_hflip:
                 real, fake, mask = cv2.flip(real, 1), cv2.flip(fake, 1), cv2.flip(mask, 1)
                 record["hflip"] = True
-                if box is not None and not isinstance(box, str):
+                if box is not None:
                     box = (mask.shape[1] - box[2], box[1], mask.shape[1] - box[0], box[3])
             ops = draw_final(self.final_aug, rng)
             # Synthesizer.synth copies the target and blends inside the mask's box only: outside it the
             # fake is the real byte for byte (tests/test_synthesis_sbi.py checks it on every recipe).
-            real, fake = apply_final_pair(real, fake, ops, box=nonzero_box(mask > 0) if isinstance(box, str) else box)
+            real, fake = apply_final_pair(real, fake, ops, box=box)
             record["final"] = describe(ops)
         return {"real": np.ascontiguousarray(real), "fake": np.ascontiguousarray(fake),
                 "mask": np.ascontiguousarray(mask), "record": record, "index": int(index)}
